@@ -1,0 +1,255 @@
+'use strict'
+
+// A small chat server: log in, pick a room, talk.
+//
+//   npm start                      # http://127.0.0.1:3000/
+//   PORT=8080 HOST=0.0.0.0 npm start
+//
+// What it shows:
+// - a token checked in `preValidation`, before the WebSocket upgrade. Browsers cannot set
+//   headers on a WebSocket, so the page passes it as `?token=` (URLs end up in logs: keep
+//   such tokens short-lived);
+// - rooms (`/chat/:room`) with presence (who is here, who is typing);
+// - typed messages: every inbound frame is validated against `ClientMessage`, every object
+//   passed to `socket.send()` is serialized from `ServerMessage`;
+// - bad input answered with an `error` message (the `invalidMessage` hook) instead of a close;
+// - an application-level heartbeat: the page sends `ping`, the server answers `pong`;
+// - a custom close code: 4001 `token expired` when the token's lifetime is over.
+
+const { readFileSync } = require('node:fs')
+const { join } = require('node:path')
+const { createHmac, randomBytes, timingSafeEqual } = require('node:crypto')
+const Fastify = require('fastify')
+const { Type } = require('@sinclair/typebox')
+const { fastifyTypedWebsocket } = require('fastify-typed-websocket')
+
+// --- message schemas --------------------------------------------------------------------
+
+const ClientMessage = Type.Union([
+  // announce yourself in the room; `since` = last message id seen (replays what was missed)
+  Type.Object({ type: Type.Literal('join'), since: Type.Optional(Type.Integer({ minimum: 0 })) }),
+  Type.Object({ type: Type.Literal('say'), text: Type.String({ minLength: 1, maxLength: 500 }) }),
+  Type.Object({ type: Type.Literal('typing') }),
+  // heartbeat; `t` is echoed back so the page can show the round-trip time
+  Type.Object({ type: Type.Literal('ping'), t: Type.Number() })
+])
+
+const ServerMessage = Type.Union([
+  Type.Object({
+    type: Type.Literal('said'),
+    id: Type.Integer(),
+    from: Type.String(),
+    text: Type.String(),
+    at: Type.Number()
+  }),
+  Type.Object({
+    type: Type.Literal('presence'),
+    room: Type.String(),
+    users: Type.Array(Type.Object({ name: Type.String(), typing: Type.Boolean() }))
+  }),
+  Type.Object({ type: Type.Literal('error'), message: Type.String() }),
+  Type.Object({ type: Type.Literal('pong'), t: Type.Number() })
+])
+
+const Name = Type.String({ minLength: 1, maxLength: 32, pattern: '^[\\w .-]+$' })
+const RoomName = Type.String({ minLength: 1, maxLength: 32, pattern: '^[\\w-]+$' })
+
+const TOKEN_EXPIRED = 4001 // application close codes live in 4000-4999
+const TYPING_MS = 3000 // how long a `typing` message keeps the indicator on
+const HISTORY = 50 // messages kept per room for replay after a reconnect
+
+const page = readFileSync(join(__dirname, 'public', 'index.html'))
+const script = readFileSync(join(__dirname, 'public', 'client.js'))
+
+// A token is `<payload>.<signature>`: the payload (name and expiry) signed with HMAC-SHA256.
+// Nothing is stored on the server, so a restarted server with the same secret accepts it.
+function signToken (secret, name, expiresAt) {
+  const payload = Buffer.from(JSON.stringify({ name, expiresAt })).toString('base64url')
+  return `${payload}.${createHmac('sha256', secret).update(payload).digest('base64url')}`
+}
+
+/** @returns {{ name: string, expiresAt: number } | null} */
+function verifyToken (secret, token) {
+  if (typeof token !== 'string') return null
+  const [payload, signature = ''] = token.split('.')
+  const expected = createHmac('sha256', secret).update(payload).digest()
+  const given = Buffer.from(signature, 'base64url')
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null
+  const session = JSON.parse(Buffer.from(payload, 'base64url').toString())
+  return session.expiresAt > Date.now() ? session : null
+}
+
+/**
+ * Builds the chat app without listening, so that tests can start it on any port.
+ * @param {object} [options]
+ * @param {number} [options.tokenTtlMs] lifetime of a login token (default 1 hour)
+ * @param {string} [options.secret] key that signs tokens (default: random, so tokens die with the process)
+ * @param {number} [options.heartbeatIntervalMs] how often the page sends `ping` (default 10 s)
+ * @param {number} [options.heartbeatTimeoutMs] how long the page waits for `pong` (default 5 s)
+ * @param {boolean|object} [options.logger] Fastify logger option
+ */
+async function buildChatServer (options = {}) {
+  const {
+    tokenTtlMs = 60 * 60 * 1000,
+    secret = randomBytes(32).toString('base64url'),
+    heartbeatIntervalMs = 10_000,
+    heartbeatTimeoutMs = 5_000,
+    logger = false
+  } = options
+
+  const app = Fastify({ logger })
+  // awaited, so that the routes below see the plugin's `websocket` route option
+  await app.register(fastifyTypedWebsocket)
+
+  /** room name -> { members: Map<socket, { name, typingUntil }>, history: said[], lastId } */
+  const rooms = new Map()
+
+  // --- the page -------------------------------------------------------------------------
+
+  app.get('/', (request, reply) => reply.type('text/html; charset=utf-8').send(page))
+  app.get('/client.js', (request, reply) => reply.type('text/javascript; charset=utf-8').send(script))
+  app.get('/config.json', () => ({ heartbeatIntervalMs, heartbeatTimeoutMs }))
+
+  // --- login: a name in, a short-lived token out ------------------------------------------
+
+  app.post('/login', {
+    schema: { body: Type.Object({ name: Name }) }
+  }, async (request) => {
+    const { name } = request.body
+    const expiresAt = Date.now() + tokenTtlMs
+    return { token: signToken(secret, name, expiresAt), name, expiresAt }
+  })
+
+  // Runs before the upgrade: replying here answers the handshake with plain HTTP (401),
+  // and no WebSocket is ever opened.
+  async function authenticate (request, reply) {
+    const session = verifyToken(secret, request.query.token)
+    if (session === null) {
+      return reply.code(401).send({ error: 'Unauthorized', message: 'invalid or expired token' })
+    }
+    request.session = session
+  }
+  app.decorateRequest('session', null)
+
+  // --- rooms ----------------------------------------------------------------------------
+
+  function roomOf (socket) {
+    const name = socket.request.params.room
+    let room = rooms.get(name)
+    if (room === undefined) {
+      room = { members: new Map(), history: [], lastId: 0 }
+      rooms.set(name, room)
+    }
+    return room
+  }
+
+  function broadcast (room, message) {
+    for (const socket of room.members.keys()) {
+      if (socket.isOpen) socket.send(message)
+    }
+  }
+
+  function broadcastPresence (room, roomName) {
+    const now = Date.now()
+    const users = new Map() // one entry per name, even with several tabs open
+    for (const { name, typingUntil } of room.members.values()) {
+      users.set(name, (users.get(name) ?? false) || typingUntil > now)
+    }
+    broadcast(room, {
+      type: 'presence',
+      room: roomName,
+      users: [...users].map(([name, typing]) => ({ name, typing })).sort((a, b) => a.name.localeCompare(b.name))
+    })
+  }
+
+  /** per-connection timers, cleared in `close` */
+  const timers = new WeakMap()
+
+  app.get('/chat/:room', {
+    schema: {
+      params: Type.Object({ room: RoomName }),
+      querystring: Type.Object({ token: Type.String() })
+    },
+    preValidation: authenticate,
+    websocket: {
+      inbound: ClientMessage,
+      outbound: ServerMessage,
+
+      async message (socket, msg) {
+        const room = roomOf(socket)
+        const roomName = socket.request.params.room
+        const member = room.members.get(socket)
+
+        if (msg.type === 'ping') {
+          await socket.send({ type: 'pong', t: msg.t })
+        } else if (msg.type === 'join') {
+          if (member === undefined) {
+            room.members.set(socket, { name: socket.request.session.name, typingUntil: 0 })
+          }
+          for (const said of room.history) {
+            if (said.id > (msg.since ?? 0)) await socket.send(said)
+          }
+          broadcastPresence(room, roomName)
+        } else if (member === undefined) {
+          await socket.send({ type: 'error', message: `send "join" before "${msg.type}"` })
+        } else if (msg.type === 'typing') {
+          member.typingUntil = Date.now() + TYPING_MS
+          broadcastPresence(room, roomName)
+          const state = timers.get(socket)
+          clearTimeout(state.typing)
+          state.typing = setTimeout(() => broadcastPresence(room, roomName), TYPING_MS + 10)
+        } else if (msg.type === 'say') {
+          const said = { type: 'said', id: ++room.lastId, from: member.name, text: msg.text, at: Date.now() }
+          room.history.push(said)
+          if (room.history.length > HISTORY) room.history.shift()
+          const wasTyping = member.typingUntil > Date.now()
+          member.typingUntil = 0
+          broadcast(room, said)
+          if (wasTyping) broadcastPresence(room, roomName)
+        }
+      },
+
+      // Not JSON, or not a valid ClientMessage: tell the client and keep the connection.
+      async invalidMessage (socket, err) {
+        await socket.send({ type: 'error', message: `invalid message: ${err.message}` })
+      },
+
+      close (socket) {
+        const state = timers.get(socket)
+        clearTimeout(state.expiry)
+        clearTimeout(state.typing)
+        const roomName = socket.request.params.room
+        const room = rooms.get(roomName)
+        if (room !== undefined && room.members.delete(socket)) {
+          if (room.members.size === 0 && room.history.length === 0) rooms.delete(roomName)
+          else broadcastPresence(room, roomName)
+        }
+      }
+    }
+  }, function open (socket, request) {
+    // the route handler is the connection's `open`: schedule the 4001 close for when the token expires
+    const expiry = setTimeout(() => socket.close(TOKEN_EXPIRED, 'token expired'),
+      request.session.expiresAt - Date.now())
+    timers.set(socket, { expiry, typing: undefined })
+  })
+
+  return app
+}
+
+module.exports = { buildChatServer, ClientMessage, ServerMessage, TOKEN_EXPIRED }
+
+if (require.main === module) {
+  const port = Number(process.env.PORT ?? 3000)
+  const host = process.env.HOST ?? '127.0.0.1'
+  buildChatServer({ secret: process.env.CHAT_SECRET }).then(async (app) => {
+    await app.listen({ port, host })
+    console.log(`chat server listening on http://${host.includes(':') ? `[${host}]` : host}:${port}/`)
+    // open sockets are closed with 1001 `server shutting down`; pages reconnect to the next server
+    for (const signal of ['SIGINT', 'SIGTERM']) {
+      process.once(signal, () => { app.close().then(() => process.exit(0)) })
+    }
+  }).catch((err) => {
+    console.error(err)
+    process.exit(1)
+  })
+}

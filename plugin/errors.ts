@@ -1,0 +1,26 @@
+import createError from '@fastify/error'
+
+/** Thrown by `socket.send()` and `socket.ping()` once the connection is closing or closed. */
+export const WebSocketClosedError = createError('FST_WS_CLOSED', 'WebSocket is not open: %s', 500)
+
+export const FST_WS_NOT_GET = createError(
+  'FST_WS_NOT_GET', 'Route "%s": the websocket option is only allowed on GET routes, not %s', 500, TypeError)
+
+export const FST_WS_INVALID_OPTION = createError('FST_WS_INVALID_OPTION', '%s: %s', 500, TypeError)
+
+export const FST_WS_INVALID_SCHEMA = createError(
+  'FST_WS_INVALID_SCHEMA', 'Route "%s": the %s schema does not compile: %s', 500)
+
+export const FST_WS_INVALID_MESSAGE = createError('FST_WS_INVALID_MESSAGE', '%s', 400)
+
+export const FST_WS_INVALID_OUTBOUND = createError(
+  'FST_WS_INVALID_OUTBOUND', 'Outbound message does not match the outbound schema: %s', 500, TypeError)
+
+export const FST_WS_SUBPROTOCOL_NOT_OFFERED = createError(
+  'FST_WS_SUBPROTOCOL_NOT_OFFERED', 'Subprotocol "%s" was selected, but the client did not offer it', 500)
+
+export const FST_WS_NO_UPGRADE_SOCKET = createError(
+  'FST_WS_NO_UPGRADE_SOCKET', 'A WebSocket upgrade needs a raw connection; use app.injectWS() instead of app.inject()', 400)
+
+export const FST_WS_UPGRADE_REFUSED = createError(
+  'FST_WS_UPGRADE_REFUSED', 'The WebSocket upgrade was refused with HTTP %s', 500)

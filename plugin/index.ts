@@ -1,0 +1,55 @@
+import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
+import fp from 'fastify-plugin'
+import { CloseCode } from './close-codes'
+import { WebSocketClosedError } from './errors'
+import { injectWS, type InjectWSOptions } from './inject'
+import { resolvePluginOptions } from './options'
+import { ClientRegistry } from './registry'
+import { compileRoutes, createRouteHook, type PluginState } from './route'
+import { createUpgradeListener } from './upgrade'
+
+const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
+  // Fastify passes its own register options (prefix, logLevel...) along with ours.
+  const { prefix: _prefix, logLevel: _logLevel, logSerializers: _logSerializers, ...ours } = opts
+  const state: PluginState = {
+    options: resolvePluginOptions(ours),
+    registry: new ClientRegistry(),
+    closing: false,
+    routes: [],
+    maxCloseTimeout: 0
+  }
+  state.maxCloseTimeout = state.options.closeTimeout
+
+  fastify.decorate('websocketClients', { getter: () => state.registry.view })
+  fastify.decorate('injectWS', async function (this: FastifyInstance, path: string, options?: InjectWSOptions) {
+    await this.ready()
+    return injectWS(this.server, path, options)
+  })
+
+  fastify.addHook('onRoute', createRouteHook(state))
+  fastify.addHook('onReady', function (ready) {
+    compileRoutes(state)
+    ready()
+  })
+
+  const onUpgrade = createUpgradeListener(fastify.routing)
+  fastify.server.on('upgrade', onUpgrade)
+
+  fastify.addHook('preClose', function (closed) {
+    state.closing = true
+    state.registry.shutdown(state.maxCloseTimeout).then(() => {
+      fastify.server.removeListener('upgrade', onUpgrade)
+      closed()
+    })
+  })
+  done()
+}
+
+fp(fastifyTypedWebsocket, { name: 'fastify-typed-websocket', fastify: '5.x' })
+
+// `require`, `import` default and `import { fastifyTypedWebsocket }` all get the plugin.
+module.exports = fastifyTypedWebsocket
+module.exports.default = fastifyTypedWebsocket
+module.exports.fastifyTypedWebsocket = fastifyTypedWebsocket
+module.exports.WebSocketClosedError = WebSocketClosedError
+module.exports.CloseCode = CloseCode

@@ -1,0 +1,163 @@
+import type { PerMessageDeflateOptions } from 'ws'
+import { FST_WS_INVALID_OPTION } from './errors'
+
+export type OriginCheck = (origin: string, request: unknown) => boolean | Promise<boolean>
+export type OriginOption = true | Array<string | RegExp> | OriginCheck
+export type SubprotocolSelector = (offered: string[], request: unknown) => string | false | null | undefined | Promise<string | false | null | undefined>
+
+/** Options that the plugin sets for every route and each route may override. */
+export interface ConnectionOptions {
+  maxMessageSize: number
+  pingInterval: number
+  pingTimeout: number
+  closeTimeout: number
+  checkOrigin: OriginOption | undefined
+  compression: boolean | PerMessageDeflateOptions
+  maxBufferedAmount: number
+  maxPendingMessages: number
+  validateOutbound: boolean
+  subprotocols: string[] | undefined
+  selectSubprotocol: SubprotocolSelector | undefined
+}
+
+export const defaults: Readonly<ConnectionOptions> = Object.freeze({
+  maxMessageSize: 10 * 1024 * 1024,
+  pingInterval: 30_000,
+  pingTimeout: 30_000,
+  closeTimeout: 5000,
+  checkOrigin: undefined, // the same-host rule
+  compression: false,
+  maxBufferedAmount: 16 * 1024 * 1024,
+  maxPendingMessages: 1024,
+  validateOutbound: false,
+  subprotocols: undefined,
+  selectSubprotocol: undefined
+})
+
+const handlerNames = ['message', 'close', 'ping', 'pong', 'error', 'invalidMessage'] as const
+export type HandlerName = typeof handlerNames[number]
+/** A user's hook, called with the Fastify instance as `this`. */
+export type Handler = (this: unknown, ...args: unknown[]) => unknown
+
+const routeOnly = new Set(['inbound', 'outbound', 'binary', ...handlerNames])
+
+type Input = Record<string, unknown>
+
+function fail (where: string, message: string): never {
+  throw new FST_WS_INVALID_OPTION(where, message)
+}
+
+function checkCount (where: string, name: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    fail(where, `${name} must be an integer >= ${min}, got ${String(value)}`)
+  }
+  return value
+}
+
+function checkOption (where: string, name: string, value: unknown): void {
+  switch (name) {
+    case 'maxMessageSize':
+    case 'maxPendingMessages':
+    case 'closeTimeout':
+    case 'maxBufferedAmount':
+      checkCount(where, name, value, 1)
+      return
+    case 'pingInterval':
+    case 'pingTimeout':
+      checkCount(where, name, value, 0)
+      return
+    case 'checkOrigin':
+      if (value === true || typeof value === 'function') return
+      if (value === false) fail(where, 'checkOrigin: false is ambiguous; leave it out for the same-host rule, or pass true to allow every origin')
+      if (Array.isArray(value) && value.every(o => typeof o === 'string' || o instanceof RegExp)) return
+      fail(where, 'checkOrigin must be a boolean, an array of strings and RegExps, or a function')
+      break
+    case 'compression':
+      if (typeof value !== 'boolean' && (value === null || typeof value !== 'object')) {
+        fail(where, 'compression must be a boolean or a permessage-deflate options object')
+      }
+      return
+    case 'validateOutbound':
+    case 'binary':
+      if (typeof value !== 'boolean') fail(where, `${name} must be a boolean`)
+      return
+    case 'subprotocols':
+      if (!Array.isArray(value) || value.length === 0 || !value.every(p => typeof p === 'string' && p !== '')) {
+        fail(where, 'subprotocols must be a non-empty array of strings')
+      }
+      return
+    case 'inbound':
+    case 'outbound':
+      if (value === null || typeof value !== 'object') fail(where, `${name} must be a schema object`)
+      return
+    default:
+      // selectSubprotocol and the lifecycle hooks
+      if (typeof value !== 'function') fail(where, `${name} must be a function`)
+  }
+}
+
+const knownPluginOptions = new Set(Object.keys(defaults))
+
+/**
+ * Checks the plugin's options and merges them over the defaults.
+ * `where` names the source in error messages.
+ */
+export function resolvePluginOptions (input: Input | undefined, where = 'fastify-typed-websocket options'): ConnectionOptions {
+  const resolved: ConnectionOptions = { ...defaults }
+  if (input === undefined) return resolved
+  return mergeOptions(resolved, input, where, knownPluginOptions)
+}
+
+function mergeOptions (base: ConnectionOptions, input: Input, where: string, known: Set<string>): ConnectionOptions {
+  const merged: Record<string, unknown> = { ...base }
+  for (const name of Object.keys(input)) {
+    const value = input[name]
+    if (value === undefined) continue
+    if (!known.has(name)) fail(where, `unknown option "${name}"`)
+    checkOption(where, name, value)
+    if (knownPluginOptions.has(name)) merged[name] = value
+  }
+  const result = merged as unknown as ConnectionOptions
+  if (input.pingTimeout === undefined && input.pingInterval !== undefined) {
+    result.pingTimeout = result.pingInterval
+  }
+  if (result.pingInterval > 0 && result.pingTimeout === 0) {
+    fail(where, 'pingTimeout must be > 0 while pingInterval is on')
+  }
+  if (result.subprotocols !== undefined && result.selectSubprotocol !== undefined) {
+    fail(where, 'give either subprotocols or selectSubprotocol, not both')
+  }
+  return result
+}
+
+export interface RouteSettings {
+  options: ConnectionOptions
+  inbound: object | undefined
+  outbound: object | undefined
+  binary: boolean
+  handlers: Partial<Record<HandlerName, Handler>>
+}
+
+const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
+
+/** Checks a route's `websocket` option (`true` or an object) and merges it over the plugin's options. */
+export function resolveRouteOptions (base: ConnectionOptions, input: unknown, url: string): RouteSettings {
+  const where = `Route "${url}"`
+  if (input === true) return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {} }
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    fail(where, 'the websocket option must be true or an object')
+  }
+  const route = input as Input
+  const options = mergeOptions(base, route, where, knownRouteOptions)
+  const handlers: RouteSettings['handlers'] = {}
+  for (const name of handlerNames) {
+    if (route[name] !== undefined) handlers[name] = route[name] as Handler
+  }
+  return {
+    options,
+    inbound: route.inbound as object | undefined,
+    outbound: route.outbound as object | undefined,
+    binary: route.binary === true,
+    handlers
+  }
+}

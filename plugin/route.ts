@@ -1,0 +1,211 @@
+import { validateHeaderName, validateHeaderValue } from 'node:http'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type Ajv from 'ajv'
+import { WebSocketServer } from 'ws'
+import { compileCodec, createAjv } from './codec'
+import { WebSocketConnection, type RouteRuntime } from './connection'
+import { FST_WS_INVALID_OPTION, FST_WS_NO_UPGRADE_SOCKET, FST_WS_NOT_GET, FST_WS_SUBPROTOCOL_NOT_OFFERED } from './errors'
+import {
+  checkUpgrade, checkVersionAndKey, compileOriginCheck, parseSubprotocols, preferredSubprotocol,
+  refusals, requestOrigin, type OriginVerdict, type Refusal
+} from './handshake'
+import { resolveRouteOptions, type ConnectionOptions, type Handler, type SubprotocolSelector } from './options'
+import type { ClientRegistry } from './registry'
+import { kUpgrade, type UpgradeRequest } from './upgrade'
+
+/** What the plugin shares between its hooks. */
+export interface PluginState {
+  options: ConnectionOptions
+  registry: ClientRegistry
+  closing: boolean
+  /** Routes seen by onRoute, compiled when the app is ready. */
+  routes: WebSocketRoute[]
+  /** The longest closeTimeout of any route: how long shutdown may take. */
+  maxCloseTimeout: number
+}
+
+interface CompiledRoute extends RouteRuntime {
+  wss: WebSocketServer
+  checkOrigin: OriginVerdict
+  subprotocols: string[] | undefined
+  selectSubprotocol: SubprotocolSelector | undefined
+}
+
+export interface WebSocketRoute {
+  url: string
+  instance: FastifyInstance
+  input: unknown
+  open: Handler
+  compiled: CompiledRoute | undefined
+}
+
+const kAccept = Symbol('fastify-typed-websocket.accept')
+
+interface Accept {
+  protocol: string | undefined
+  headers: string[]
+}
+
+type AcceptingRequest = UpgradeRequest & { [kAccept]?: Accept }
+
+// Headers that the handshake itself owns; a hook's value would break the 101.
+const handshakeHeaders = new Set([
+  'connection', 'upgrade', 'content-length', 'content-type', 'transfer-encoding',
+  'sec-websocket-accept', 'sec-websocket-protocol', 'sec-websocket-extensions'
+])
+
+/** Headers set by hooks with reply.header(), as lines for the 101. */
+function hookHeaders (reply: FastifyReply): string[] {
+  const lines: string[] = []
+  const headers = reply.getHeaders()
+  for (const name of Object.keys(headers)) {
+    if (handshakeHeaders.has(name)) continue
+    const value = headers[name]
+    if (value === undefined) continue
+    validateHeaderName(name)
+    for (const item of Array.isArray(value) ? value : [String(value)]) {
+      validateHeaderValue(name, item)
+      lines.push(`${name}: ${item}`)
+    }
+  }
+  return lines
+}
+
+function refuse (reply: FastifyReply, refusal: Refusal): FastifyReply {
+  if (refusal.headers !== undefined) reply.headers(refusal.headers)
+  return reply.code(refusal.statusCode).type('text/plain; charset=utf-8').send(refusal.body)
+}
+
+function methodsOf (routeOptions: RouteOptions): string[] {
+  return Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
+}
+
+/** `onRoute`: a route with a `websocket` option gets the handshake as its handler. */
+export function createRouteHook (state: PluginState) {
+  return function onRoute (this: FastifyInstance, routeOptions: RouteOptions & { websocket?: unknown }): void {
+    const input = routeOptions.websocket
+    if (input === undefined || input === false) return
+    const methods = methodsOf(routeOptions)
+    if (methods.every(m => m === 'HEAD')) {
+      // The HEAD twin Fastify adds for every GET route: it cannot upgrade.
+      routeOptions.handler = function noUpgrade (_request, reply) {
+        return refuse(reply, refusals.upgrade)
+      }
+      return
+    }
+    const other = methods.filter(m => m !== 'GET' && m !== 'HEAD')
+    if (other.length > 0) throw new FST_WS_NOT_GET(routeOptions.url, other.join(', '))
+    const route: WebSocketRoute = {
+      url: routeOptions.url,
+      instance: this,
+      input,
+      open: routeOptions.handler as unknown as Handler,
+      compiled: undefined
+    }
+    state.routes.push(route)
+    routeOptions.handler = createHandshake(state, route)
+  }
+}
+
+/**
+ * Compiles every websocket route's options and schemas, once, when the app is
+ * ready. An error names the route and fails `app.ready()`.
+ */
+export function compileRoutes (state: PluginState): void {
+  const ajvs = new Map<FastifyInstance, Ajv>()
+  for (const route of state.routes) {
+    if (route.compiled !== undefined) continue
+    const settings = resolveRouteOptions(state.options, route.input, route.url)
+    const { options } = settings
+    if (typeof route.open !== 'function') {
+      throw new FST_WS_INVALID_OPTION(`Route "${route.url}"`, 'the route handler (open) must be a function')
+    }
+    const schemas = route.instance.getSchemas()
+    const codec = compileCodec({
+      url: route.url,
+      inbound: settings.inbound,
+      outbound: settings.outbound,
+      validateOutbound: options.validateOutbound,
+      schemas,
+      ajv: () => {
+        let ajv = ajvs.get(route.instance)
+        if (ajv === undefined) {
+          ajv = createAjv(schemas)
+          ajvs.set(route.instance, ajv)
+        }
+        return ajv
+      }
+    })
+    const wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: options.maxMessageSize,
+      perMessageDeflate: options.compression,
+      // ws destroys the TCP link when the peer does not answer a close in time
+      // (an option @types/ws does not list yet).
+      ...{ closeTimeout: options.closeTimeout },
+      handleProtocols: (_offered, req: AcceptingRequest) => req[kAccept]?.protocol ?? false
+    })
+    wss.on('headers', (lines: string[], req: AcceptingRequest) => {
+      const accept = req[kAccept] as Accept
+      for (const line of accept.headers) lines.push(line)
+    })
+    route.compiled = {
+      options,
+      codec,
+      inbound: settings.inbound !== undefined,
+      binary: settings.binary,
+      open: route.open,
+      handlers: settings.handlers,
+      wss,
+      checkOrigin: compileOriginCheck(options.checkOrigin),
+      subprotocols: options.subprotocols,
+      selectSubprotocol: options.selectSubprotocol
+    }
+    state.maxCloseTimeout = Math.max(state.maxCloseTimeout, options.closeTimeout)
+  }
+}
+
+/** Tornado's get(): the handshake checks in order, then the 101. */
+function createHandshake (state: PluginState, route: WebSocketRoute) {
+  return async function websocketHandshake (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    const compiled = route.compiled as CompiledRoute
+    const raw = request.raw as AcceptingRequest
+    const headers = raw.headers
+    const refusal = checkUpgrade(raw.method as string, headers)
+    if (refusal !== undefined) return refuse(reply, refusal)
+    const origin = requestOrigin(headers)
+    if (origin !== undefined && !(await compiled.checkOrigin(origin, headers.host, request))) {
+      return refuse(reply, refusals.origin)
+    }
+    const badHeaders = checkVersionAndKey(headers)
+    if (badHeaders !== undefined) return refuse(reply, badHeaders)
+    const offered = parseSubprotocols(headers['sec-websocket-protocol'])
+    if (offered === null) return refuse(reply, refusals.protocol)
+    let protocol: string | undefined
+    if (compiled.selectSubprotocol !== undefined) {
+      const selected = await compiled.selectSubprotocol(offered, request)
+      if (typeof selected === 'string' && selected !== '') {
+        if (!offered.includes(selected)) throw new FST_WS_SUBPROTOCOL_NOT_OFFERED(selected)
+        protocol = selected
+      }
+    } else if (compiled.subprotocols !== undefined) {
+      protocol = preferredSubprotocol(compiled.subprotocols, offered)
+    }
+    if (state.closing) {
+      return reply.code(503).header('connection', 'close').send({ error: 'Service Unavailable', message: 'Service Unavailable', statusCode: 503 })
+    }
+    const upgrade = raw[kUpgrade]
+    if (upgrade === undefined) throw new FST_WS_NO_UPGRADE_SOCKET()
+
+    raw[kAccept] = { protocol, headers: hookHeaders(reply) }
+    reply.hijack()
+    upgrade.response.detachSocket(upgrade.socket as never)
+    compiled.wss.handleUpgrade(raw, upgrade.socket, upgrade.head, (ws) => {
+      raw[kAccept] = undefined
+      raw[kUpgrade] = undefined
+      new WebSocketConnection(ws, request, compiled, this, state.registry).start()
+    })
+    return undefined
+  }
+}

@@ -1,0 +1,256 @@
+/// <reference types="node" />
+import type {
+  ContextConfigDefault,
+  FastifyBaseLogger,
+  FastifyInstance,
+  FastifyPluginCallback,
+  FastifyRequest,
+  FastifySchema,
+  FastifyTypeProvider,
+  FastifyTypeProviderDefault,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerBase,
+  RawServerDefault,
+  RouteGenericInterface,
+  RouteShorthandOptions
+} from 'fastify'
+import type { FastifyErrorConstructor } from '@fastify/error'
+import type { Static, TSchema } from '@sinclair/typebox'
+import type { ErrorObject } from 'ajv'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { PerMessageDeflateOptions, WebSocket } from 'ws'
+
+declare module 'fastify' {
+  interface FastifyInstance<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>,
+    Logger extends FastifyBaseLogger = FastifyBaseLogger,
+    TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault
+  > {
+    /** The sockets open right now, on every route: for metrics, broadcasting and shutdown. */
+    readonly websocketClients: ReadonlySet<fastifyTypedWebsocket.TypedWebSocket>
+    /**
+     * Opens a real `ws` client through every hook and the handshake, without a listening port.
+     * Rejects with an {@link fastifyTypedWebsocket.UpgradeRefusedError} (it has `statusCode`) when the upgrade is refused.
+     * @example const client = await app.injectWS('/chat/lobby', { headers: { authorization: 'Bearer t' } })
+     */
+    injectWS (path: string, options?: fastifyTypedWebsocket.InjectWSOptions): Promise<WebSocket>
+
+    route<
+      RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+      ContextConfig = ContextConfigDefault,
+      const SchemaCompiler extends FastifySchema = FastifySchema,
+      Inbound extends TSchema | undefined = undefined,
+      Outbound extends TSchema | undefined = undefined,
+      Binary extends boolean = false
+    >(
+      opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & {
+        method: 'GET' | Array<'GET' | 'HEAD'>
+        url: string
+        websocket: true | fastifyTypedWebsocket.WebSocketRouteOptions<Inbound, Outbound, Binary,
+          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>
+        handler: fastifyTypedWebsocket.OpenHandler<fastifyTypedWebsocket.TypedWebSocket<fastifyTypedWebsocket.OutboundOf<Outbound>,
+          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>>
+      }
+    ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>
+  }
+
+  interface RouteShorthandMethod<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>,
+    TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
+    Logger extends FastifyBaseLogger = FastifyBaseLogger
+  > {
+    /** A WebSocket route: the handler is `open(socket, request)`, run after the 101. */
+    <
+      RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+      ContextConfig = ContextConfigDefault,
+      const SchemaCompiler extends FastifySchema = FastifySchema,
+      Inbound extends TSchema | undefined = undefined,
+      Outbound extends TSchema | undefined = undefined,
+      Binary extends boolean = false
+    >(
+      path: string,
+      opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & {
+        websocket: true | fastifyTypedWebsocket.WebSocketRouteOptions<Inbound, Outbound, Binary,
+          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>
+      },
+      open: fastifyTypedWebsocket.OpenHandler<fastifyTypedWebsocket.TypedWebSocket<fastifyTypedWebsocket.OutboundOf<Outbound>,
+        FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>>
+    ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>
+  }
+}
+
+type FastifyTypedWebsocket = FastifyPluginCallback<fastifyTypedWebsocket.FastifyTypedWebsocketOptions>
+
+declare namespace fastifyTypedWebsocket {
+  /** What `message` receives: the `inbound` schema's type, else a string (text) or a Buffer (binary). */
+  export type InboundOf<Inbound extends TSchema | undefined, Binary extends boolean = false> =
+    Inbound extends TSchema ? Static<Inbound> | (Binary extends true ? Buffer : never) : string | Buffer
+
+  /** What `socket.send()` takes besides strings and Buffers: the `outbound` schema's type, else any JSON value. */
+  export type OutboundOf<Outbound extends TSchema | undefined> = Outbound extends TSchema ? Static<Outbound> : unknown
+
+  export interface SendOptions {
+    /** Send as a binary frame; the default is text for strings and objects, binary for Buffers. */
+    binary?: boolean
+  }
+
+  /**
+   * The socket every hook receives (Tornado's handler instance).
+   * @example await socket.send({ type: 'said', from: 'ann', text: 'hi' })
+   */
+  export interface TypedWebSocket<Outbound = unknown, Request = FastifyRequest> {
+    /**
+     * Sends an object (serialized from the `outbound` schema), a string (text) or a Buffer (binary).
+     * Resolves when the frame is flushed to the network; throws {@link WebSocketClosedError} at once
+     * when the socket is closing or closed.
+     */
+    send (data: Outbound | string | Buffer | ArrayBufferView | ArrayBuffer, options?: SendOptions): Promise<void>
+    /** Starts the closing handshake; idempotent. The reason is cut to 123 UTF-8 bytes. */
+    close (code?: number, reason?: string): void
+    /** Sends a ping (at most 125 bytes, else `RangeError`). */
+    ping (data?: string | Buffer): void
+    /** The request that opened the connection: params, query, headers and decorations. */
+    readonly request: Request
+    /** The request's logger. */
+    readonly log: FastifyBaseLogger
+    /** The subprotocol chosen during the handshake, or `''`. */
+    readonly protocol: string
+    /** The peer's close code once the connection is gone (1005: none sent, 1006: link lost). */
+    readonly closeCode: number | undefined
+    /** The peer's close reason once the connection is gone. */
+    readonly closeReason: string | undefined
+    /** True while messages can be sent. */
+    readonly isOpen: boolean
+    /** Bytes queued for sending but not yet flushed. */
+    readonly bufferedAmount: number
+    /** The underlying `ws` WebSocket, an escape hatch. */
+    readonly raw: WebSocket
+  }
+
+  export type HookResult = void | Promise<unknown>
+
+  /** The route handler: Tornado's `open()`. Messages that arrive while it runs wait, in order. */
+  export type OpenHandler<Socket> = (this: FastifyInstance, socket: Socket, request: Socket extends TypedWebSocket<unknown, infer R> ? R : FastifyRequest) => HookResult
+
+  /** The error given to `invalidMessage`: `validation` (and `errors`) hold ajv's errors, `null` for invalid JSON. */
+  export interface InvalidMessageError extends Error {
+    code: 'FST_WS_INVALID_MESSAGE'
+    validation: ErrorObject[] | null
+    errors: ErrorObject[] | null
+  }
+
+  /** The error `app.injectWS()` rejects with when the server answers the upgrade with plain HTTP. */
+  export interface UpgradeRefusedError extends Error {
+    code: 'FST_WS_UPGRADE_REFUSED'
+    statusCode: number
+    headers: IncomingHttpHeaders
+    body: string
+  }
+
+  export type OriginCheck<Request = FastifyRequest> = (origin: string, request: Request) => boolean | Promise<boolean>
+  export type SubprotocolSelector<Request = FastifyRequest> =
+    (offered: string[], request: Request) => string | false | null | undefined | Promise<string | false | null | undefined>
+
+  /** Options of the plugin (defaults for every route) and of each route's `websocket` object. */
+  export interface WebSocketOptions<Request = FastifyRequest> {
+    /** Largest message in bytes, after inflation and across fragments; larger closes with 1009. Default 10 MiB. */
+    maxMessageSize?: number
+    /** Milliseconds between server pings; `0` turns keepalive off. Default 30000. */
+    pingInterval?: number
+    /** Milliseconds to wait for a pong before closing with 1000 `ping timed out`. Default: `pingInterval`. */
+    pingTimeout?: number
+    /** Milliseconds to wait for the peer's close frame before destroying the connection. Default 5000. */
+    closeTimeout?: number
+    /** Default: the Origin's host must be the Host header. `true` allows all; or a list, or a function. */
+    checkOrigin?: true | Array<string | RegExp> | OriginCheck<Request>
+    /** permessage-deflate: `true` or ws's options. Default `false`. */
+    compression?: boolean | PerMessageDeflateOptions
+    /** Bytes queued for a slow reader beyond which the socket is closed with 1008. Default 16 MiB. */
+    maxBufferedAmount?: number
+    /** Messages waiting behind a slow `message` hook before the socket stops reading. Default 1024. */
+    maxPendingMessages?: number
+    /** Also check outgoing objects against `outbound`; a mismatch throws. Default `false`. */
+    validateOutbound?: boolean
+    /** Subprotocols the server speaks, most preferred first. */
+    subprotocols?: string[]
+    /** Picks a subprotocol from those the client offered; return nothing for none. */
+    selectSubprotocol?: SubprotocolSelector<Request>
+  }
+
+  export type FastifyTypedWebsocketOptions = WebSocketOptions
+
+  /** A route's `websocket` option: schemas, hooks and option overrides. */
+  export interface WebSocketRouteOptions<
+    Inbound extends TSchema | undefined = undefined,
+    Outbound extends TSchema | undefined = undefined,
+    Binary extends boolean = false,
+    Request = FastifyRequest
+  > extends WebSocketOptions<Request> {
+    /** Schema of every text message (JSON); a message that fails it never reaches `message`. */
+    inbound?: Inbound
+    /** Schema of the objects `socket.send()` takes; compiled into a serializer. */
+    outbound?: Outbound
+    /** With `inbound`: also accept binary frames, delivered to `message` as Buffers. */
+    binary?: Binary
+    /** Each data message, one at a time per connection, in arrival order. */
+    message?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, msg: InboundOf<Inbound, Binary>) => HookResult
+    /** Once, after the connection is gone, if `open` completed. */
+    close?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, code: number, reason: string) => HookResult
+    /** A ping arrived (it was already answered). */
+    ping?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult
+    /** A pong arrived. */
+    pong?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult
+    /** `open`, `message`, `ping` or `pong` threw. Default: log and close 1011 `internal error`. */
+    error?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: unknown) => HookResult
+    /** A text message that is not JSON or fails `inbound`. Default: close 1007 naming the failing path. */
+    invalidMessage?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: InvalidMessageError, raw: string) => HookResult
+  }
+
+  export interface InjectWSOptions {
+    headers?: Record<string, string>
+    protocols?: string | string[]
+  }
+
+  /**
+   * The close codes of RFC 6455, by name.
+   * @example socket.close(CloseCode.PolicyViolation, 'quota exceeded')
+   */
+  export const CloseCode: {
+    readonly Normal: 1000
+    readonly GoingAway: 1001
+    readonly ProtocolError: 1002
+    readonly UnsupportedData: 1003
+    readonly NoStatus: 1005
+    readonly Abnormal: 1006
+    readonly InvalidPayload: 1007
+    readonly PolicyViolation: 1008
+    readonly MessageTooBig: 1009
+    readonly MandatoryExtension: 1010
+    readonly InternalError: 1011
+    readonly ServiceRestart: 1012
+    readonly TryAgainLater: 1013
+    readonly BadGateway: 1014
+  }
+  export type CloseCode = typeof CloseCode[keyof typeof CloseCode]
+
+  /**
+   * Thrown by `socket.send()` and `socket.ping()` once the socket is closing or closed (`code: 'FST_WS_CLOSED'`).
+   * @example if (err instanceof WebSocketClosedError) return
+   */
+  export const WebSocketClosedError: FastifyErrorConstructor<{ code: 'FST_WS_CLOSED', statusCode: 500 }, [string]>
+
+  /**
+   * The plugin: registers the `websocket` route option, `app.websocketClients` and `app.injectWS()`.
+   * @example await app.register(fastifyTypedWebsocket, { pingInterval: 30_000 })
+   */
+  export const fastifyTypedWebsocket: FastifyTypedWebsocket
+  export { fastifyTypedWebsocket as default }
+}
+
+declare function fastifyTypedWebsocket (...params: Parameters<FastifyTypedWebsocket>): ReturnType<FastifyTypedWebsocket>
+export = fastifyTypedWebsocket
