@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import WebSocket from 'ws'
 import { CloseCode, truncateReason } from './close-codes'
@@ -28,6 +29,14 @@ export interface SendOptions {
 }
 
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']
+
+/** The close code ws attached to a receiver error (under a symbol it does not export). */
+function statusCodeOf (err: Error): number {
+  for (const key of Object.getOwnPropertySymbols(err)) {
+    if (key.description === 'status-code') return (err as unknown as Record<symbol, number>)[key]
+  }
+  return CloseCode.ProtocolError
+}
 
 function noop (): void {}
 
@@ -78,6 +87,10 @@ export class WebSocketConnection {
     raw.on('ping', (data: Buffer) => this.#onControl('ping', data))
     raw.on('pong', (data: Buffer) => this.#onPong(data))
     raw.on('error', (err: Error) => this.log.debug({ err }, 'websocket error'))
+    // ws closes a connection that breaks the protocol with the right code but
+    // no reason; answering first gives the peer a reason it can show.
+    const receiver = (raw as unknown as { _receiver?: EventEmitter })._receiver
+    receiver?.prependListener('error', (err: Error) => this.#onProtocolError(err))
   }
 
   get protocol (): string {
@@ -164,6 +177,11 @@ export class WebSocketConnection {
     this.#discard = true
     this.#queue.length = 0
     this.close(code, reason)
+  }
+
+  #onProtocolError (err: Error): void {
+    const code = statusCodeOf(err)
+    this.fail(code, code === CloseCode.MessageTooBig ? 'message too big' : err.message)
   }
 
   #opened (): void {
