@@ -52,8 +52,58 @@ function describe (error: ErrorObject): string {
   return `${path === '' ? '/' : path} ${error.message ?? 'is invalid'}`
 }
 
-/** The most specific of ajv's errors: a failing branch of a union rather than the union itself. */
-export function explainValidation (errors: ErrorObject[]): string {
+type Json = Record<string, unknown>
+
+/** Follows a JSON pointer (`/a/0/b`, or ajv's `#/anyOf/1`) into a value. */
+function follow (root: unknown, pointer: string): unknown {
+  let node = root
+  for (const raw of pointer.split('/').slice(1)) {
+    if (node === null || typeof node !== 'object') return undefined
+    node = (node as Json)[raw.replace(/~1/g, '/').replace(/~0/g, '~')]
+  }
+  return node
+}
+
+/** The constants a union branch uses as its tag, e.g. `{ type: 'say' }`. */
+function tagsOf (branch: unknown): Array<[string, unknown]> {
+  const properties = (branch as Json | undefined)?.properties as Record<string, Json> | undefined
+  if (properties === undefined) return []
+  return Object.keys(properties).filter(key => 'const' in properties[key]).map(key => [key, properties[key].const])
+}
+
+/**
+ * For a failed union (TypeBox's Type.Union is `anyOf`), the errors of the branch
+ * whose tag the message carries; or, when no branch's tag matches, which tags are allowed.
+ */
+function explainUnion (errors: ErrorObject[], union: ErrorObject, schema: object, value: unknown): string | undefined {
+  const branches = follow(schema, union.schemaPath.slice(1))
+  const data = follow(value, union.instancePath) as Json
+  if (!Array.isArray(branches) || data === null || typeof data !== 'object') return undefined
+  const tagged: string[] = []
+  for (let i = 0; i < branches.length; i++) {
+    const tags = tagsOf(branches[i])
+    if (tags.length === 0) continue
+    tagged.push(...tags.map(([key, constant]) => `${key}=${JSON.stringify(constant)}`))
+    if (tags.every(([key, constant]) => data[key] === constant)) {
+      const prefix = `${union.schemaPath}/${i}/`
+      const own = errors.find(e => e.schemaPath.startsWith(prefix))
+      return own === undefined ? undefined : describe(own)
+    }
+  }
+  if (tagged.length === 0) return undefined
+  return `${union.instancePath === '' ? '/' : union.instancePath} must match one of ${tagged.join(', ')}`
+}
+
+/**
+ * The most useful of ajv's errors as one line: the failing path and rule. For
+ * unions, the branch the message meant (by its tag) rather than the first one.
+ */
+export function explainValidation (errors: ErrorObject[], schema?: object, value?: unknown): string {
+  const union = errors.find(e => e.keyword === 'anyOf' || e.keyword === 'oneOf')
+  if (union !== undefined && schema !== undefined) {
+    const explained = explainUnion(errors, union, schema, value)
+    if (explained !== undefined) return explained
+  }
   const specific = errors.find(e => e.keyword !== 'anyOf' && e.keyword !== 'oneOf') ?? errors[0]
   return describe(specific)
 }
@@ -84,7 +134,7 @@ export function compileCodec (settings: CodecSettings): Codec {
       const value = parseJson(text)
       if (!validate(value)) {
         const errors = validate.errors as ErrorObject[]
-        throw invalidMessage(explainValidation(errors), errors)
+        throw invalidMessage(explainValidation(errors, inbound, value), errors)
       }
       return value
     }
@@ -104,7 +154,7 @@ export function compileCodec (settings: CodecSettings): Codec {
       encode = (value) => {
         if (!validate(value)) {
           const errors = validate.errors as ErrorObject[]
-          const err = new FST_WS_INVALID_OUTBOUND(explainValidation(errors))
+          const err = new FST_WS_INVALID_OUTBOUND(explainValidation(errors, outbound, value))
           Object.assign(err, { validation: errors })
           throw err
         }

@@ -16,7 +16,6 @@ import type {
   RouteShorthandOptions
 } from 'fastify'
 import type { FastifyErrorConstructor } from '@fastify/error'
-import type { Static, TSchema } from '@sinclair/typebox'
 import type { ErrorObject } from 'ajv'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { PerMessageDeflateOptions, WebSocket } from 'ws'
@@ -42,8 +41,8 @@ declare module 'fastify' {
       RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
       ContextConfig = ContextConfigDefault,
       const SchemaCompiler extends FastifySchema = FastifySchema,
-      Inbound extends TSchema | undefined = undefined,
-      Outbound extends TSchema | undefined = undefined,
+      Inbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
+      Outbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
       Binary extends boolean = false
     >(
       opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & {
@@ -69,8 +68,8 @@ declare module 'fastify' {
       RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
       ContextConfig = ContextConfigDefault,
       const SchemaCompiler extends FastifySchema = FastifySchema,
-      Inbound extends TSchema | undefined = undefined,
-      Outbound extends TSchema | undefined = undefined,
+      Inbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
+      Outbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
       Binary extends boolean = false
     >(
       path: string,
@@ -87,12 +86,22 @@ declare module 'fastify' {
 type FastifyTypedWebsocket = FastifyPluginCallback<fastifyTypedWebsocket.FastifyTypedWebsocketOptions>
 
 declare namespace fastifyTypedWebsocket {
+  /**
+   * A message schema: a TypeBox schema, whose static type becomes the message's type, or any
+   * JSON schema object (its messages are `unknown`). TypeBox is matched by shape rather than by
+   * its symbols, so its CommonJS and ESM builds both fit.
+   */
+  export type MessageSchema = object
+
+  /** The static type of a TypeBox schema (TypeBox's `Static<S>`), `unknown` for other schemas. */
+  export type StaticOf<S> = S extends { static: unknown } ? (S & { params: [] })['static'] : unknown
+
   /** What `message` receives: the `inbound` schema's type, else a string (text) or a Buffer (binary). */
-  export type InboundOf<Inbound extends TSchema | undefined, Binary extends boolean = false> =
-    Inbound extends TSchema ? Static<Inbound> | (Binary extends true ? Buffer : never) : string | Buffer
+  export type InboundOf<Inbound extends MessageSchema | undefined, Binary extends boolean = false> =
+    Inbound extends MessageSchema ? StaticOf<Inbound> | (Binary extends true ? Buffer : never) : string | Buffer
 
   /** What `socket.send()` takes besides strings and Buffers: the `outbound` schema's type, else any JSON value. */
-  export type OutboundOf<Outbound extends TSchema | undefined> = Outbound extends TSchema ? Static<Outbound> : unknown
+  export type OutboundOf<Outbound extends MessageSchema | undefined> = Outbound extends MessageSchema ? StaticOf<Outbound> : unknown
 
   export interface SendOptions {
     /** Send as a binary frame; the default is text for strings and objects, binary for Buffers. */
@@ -186,8 +195,8 @@ declare namespace fastifyTypedWebsocket {
 
   /** A route's `websocket` option: schemas, hooks and option overrides. */
   export interface WebSocketRouteOptions<
-    Inbound extends TSchema | undefined = undefined,
-    Outbound extends TSchema | undefined = undefined,
+    Inbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
+    Outbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
     Binary extends boolean = false,
     Request = FastifyRequest
   > extends WebSocketOptions<Request> {
