@@ -101,7 +101,10 @@ async function buildChatServer (options = {}) {
   // awaited, so that the routes below see the plugin's `websocket` route option
   await app.register(fastifyTypedWebsocket)
 
-  /** room name -> { members: Map<socket, { name, typingUntil }>, history: said[], lastId } */
+  /**
+   * room name -> { members: Map<socket, { name, typingUntil }>, history: said[], lastId }
+   * (in memory: a room that has history is kept after everybody left)
+   */
   const rooms = new Map()
 
   // --- the page -------------------------------------------------------------------------
