@@ -18,10 +18,12 @@ export interface RouteRuntime {
 
 /** Where open connections are tracked (`app.websocketClients`) and shutdown waits. */
 export interface Registry {
+  /** Accepted: open, and not finished. */
   add (socket: WebSocketConnection): void
-  delete (socket: WebSocketConnection): void
-  /** An async close hook still running: shutdown waits for it. */
-  track (closing: PromiseLike<unknown>): void
+  /** The connection is gone; its close hook may still be due. */
+  closed (socket: WebSocketConnection): void
+  /** The close hook has completed, or will never run. */
+  finished (socket: WebSocketConnection): void
 }
 
 export interface SendOptions {
@@ -67,7 +69,7 @@ export class WebSocketConnection {
   #queue: Array<{ data: Buffer, isBinary: boolean }> = []
   #paused = false
   #gone = false
-  #closeHookDone = false
+  #finished = false
   // Set when the server closed the connection because of bad input or a failed
   // hook: what is still queued is dropped rather than delivered.
   #discard = false
@@ -176,7 +178,16 @@ export class WebSocketConnection {
   fail (code: number, reason: string): void {
     this.#discard = true
     this.#queue.length = 0
+    // Read again, if paused, so that the peer's close frame arrives.
+    this.#resume()
     this.close(code, reason)
+  }
+
+  #resume (): void {
+    if (this.#paused) {
+      this.#paused = false
+      this.raw.resume()
+    }
   }
 
   #onProtocolError (err: Error): void {
@@ -195,6 +206,7 @@ export class WebSocketConnection {
     this.#discard = true
     this.#queue.length = 0
     this.#reportError(err, true)
+    this.#finishIfGone()
   }
 
   #onMessage (data: Buffer, isBinary: boolean): void {
@@ -209,8 +221,6 @@ export class WebSocketConnection {
       return
     }
     this.#dispatch(data, isBinary)
-    if (this.#busy) return
-    this.#finishIfGone()
   }
 
   /** Delivers queued messages, one at a time, until a handler goes async or the queue is empty. */
@@ -222,10 +232,7 @@ export class WebSocketConnection {
       this.#dispatch(data, isBinary)
       if (this.#busy) return
     }
-    if (this.#paused) {
-      this.#paused = false
-      this.raw.resume()
-    }
+    this.#resume()
     this.#finishIfGone()
   }
 
@@ -369,22 +376,31 @@ export class WebSocketConnection {
     this.closeCode = code
     this.closeReason = reason.toString()
     clearTimeout(this.#timer)
-    this.#registry.delete(this)
+    this.#registry.closed(this)
     this.#finishIfGone()
   }
 
-  /** Tornado's on_close: once, after the connection is gone and every message was handled, only if open completed. */
+  /**
+   * Tornado's on_close: once, after the connection is gone and every queued
+   * message was handled; only if open completed (a pending open is awaited).
+   */
   #finishIfGone (): void {
-    if (!this.#gone || this.#busy || this.#closeHookDone || this.#phase !== Phase.Ready) return
-    this.#closeHookDone = true
-    const hook = this.#route.handlers.close
-    if (hook === undefined) return
-    const logFailure = (err: unknown): void => this.log.error({ err }, 'websocket close hook failed')
-    try {
-      const result = hook.call(this.#instance, this, this.closeCode, this.closeReason)
-      if (isThenable(result)) this.#registry.track(result.then(undefined, logFailure))
-    } catch (err) {
-      logFailure(err)
+    if (!this.#gone || this.#busy || this.#finished || this.#phase === Phase.Opening) return
+    this.#finished = true
+    const hook = this.#phase === Phase.Ready ? this.#route.handlers.close : undefined
+    const done = (): void => this.#registry.finished(this)
+    if (hook === undefined) return done()
+    const failed = (err: unknown): void => {
+      this.log.error({ err }, 'websocket close hook failed')
+      done()
     }
+    let result: unknown
+    try {
+      result = hook.call(this.#instance, this, this.closeCode, this.closeReason)
+    } catch (err) {
+      return failed(err)
+    }
+    if (isThenable(result)) result.then(done, failed)
+    else done()
   }
 }

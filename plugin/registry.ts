@@ -3,49 +3,45 @@ import type { Registry, WebSocketConnection } from './connection'
 
 /**
  * The open sockets of every route (`app.websocketClients`), and graceful
- * shutdown: close them all with 1001 and wait until they are gone.
+ * shutdown: close them all with 1001 and wait until their close hooks have run.
  */
 export class ClientRegistry implements Registry {
-  readonly #clients = new Set<WebSocketConnection>()
-  readonly #closing = new Set<PromiseLike<unknown>>()
+  // Open right now: what users see.
+  readonly #open = new Set<WebSocketConnection>()
+  // Accepted and not finished: the close hook (if any) has not completed yet.
+  readonly #unfinished = new Set<WebSocketConnection>()
   readonly view: ReadonlySet<WebSocketConnection>
   #idle: (() => void) | undefined = undefined
 
   constructor () {
-    const clients = this.#clients
+    const open = this.#open
     // A read-only view: users can iterate and count, never add or remove.
-    this.view = Object.freeze({
-      get size () { return clients.size },
-      has: (socket: WebSocketConnection) => clients.has(socket),
-      forEach: (fn: (value: WebSocketConnection, key: WebSocketConnection, set: ReadonlySet<WebSocketConnection>) => void, thisArg?: unknown) => {
-        for (const socket of clients) fn.call(thisArg, socket, socket, this.view)
+    const view: ReadonlySet<WebSocketConnection> = Object.freeze({
+      get size () { return open.size },
+      has: (socket: WebSocketConnection) => open.has(socket),
+      forEach (fn: (value: WebSocketConnection, key: WebSocketConnection, set: ReadonlySet<WebSocketConnection>) => void, thisArg?: unknown) {
+        for (const socket of open) fn.call(thisArg, socket, socket, view)
       },
-      entries: () => clients.entries(),
-      keys: () => clients.keys(),
-      values: () => clients.values(),
-      [Symbol.iterator]: () => clients.values()
-    }) as ReadonlySet<WebSocketConnection>
+      entries: () => open.entries(),
+      keys: () => open.values(),
+      values: () => open.values(),
+      [Symbol.iterator]: () => open.values()
+    })
+    this.view = view
   }
 
   add (socket: WebSocketConnection): void {
-    this.#clients.add(socket)
+    this.#open.add(socket)
+    this.#unfinished.add(socket)
   }
 
-  delete (socket: WebSocketConnection): void {
-    this.#clients.delete(socket)
-    this.#checkIdle()
+  closed (socket: WebSocketConnection): void {
+    this.#open.delete(socket)
   }
 
-  track (closing: PromiseLike<unknown>): void {
-    this.#closing.add(closing)
-    closing.then(() => {
-      this.#closing.delete(closing)
-      this.#checkIdle()
-    })
-  }
-
-  #checkIdle (): void {
-    if (this.#idle !== undefined && this.#clients.size === 0 && this.#closing.size === 0) this.#idle()
+  finished (socket: WebSocketConnection): void {
+    this.#unfinished.delete(socket)
+    if (this.#idle !== undefined && this.#unfinished.size === 0) this.#idle()
   }
 
   /**
@@ -55,7 +51,7 @@ export class ClientRegistry implements Registry {
   shutdown (timeout: number): Promise<void> {
     return new Promise(resolve => {
       const timer = setTimeout(() => {
-        for (const socket of this.#clients) socket.raw.terminate()
+        for (const socket of this.#unfinished) socket.raw.terminate()
         finish()
       }, timeout)
       const finish = (): void => {
@@ -63,9 +59,9 @@ export class ClientRegistry implements Registry {
         this.#idle = undefined
         resolve()
       }
+      if (this.#unfinished.size === 0) return finish()
       this.#idle = finish
-      for (const socket of this.#clients) socket.close(CloseCode.GoingAway, 'server shutting down')
-      this.#checkIdle()
+      for (const socket of this.#open) socket.close(CloseCode.GoingAway, 'server shutting down')
     })
   }
 }
