@@ -131,6 +131,14 @@ export class WebSocketConnection {
     if (raw.readyState !== WebSocket.OPEN) throw new WebSocketClosedError(readyStates[raw.readyState])
     let payload: string | Buffer | ArrayBufferView | ArrayBuffer
     let binary: boolean
+    // A backlog past the limit means the peer is not reading what it was sent:
+    // cut it off rather than queue more. (Checked before queuing, so one large
+    // message to a reader that keeps up is fine.)
+    if (raw.bufferedAmount > this.#route.options.maxBufferedAmount) {
+      this.log.warn({ bufferedAmount: raw.bufferedAmount }, 'websocket peer is not reading; closing')
+      this.fail(CloseCode.PolicyViolation, 'send buffer full')
+      throw new WebSocketClosedError(readyStates[raw.readyState])
+    }
     if (typeof data === 'string') {
       payload = data
       binary = options?.binary ?? false
@@ -153,10 +161,6 @@ export class WebSocketConnection {
         reject(err)
       })
     })
-    if (raw.bufferedAmount > this.#route.options.maxBufferedAmount) {
-      this.log.warn({ bufferedAmount: raw.bufferedAmount }, 'websocket peer is not reading; closing')
-      this.close(CloseCode.PolicyViolation, 'send buffer full')
-    }
     return sent
   }
 

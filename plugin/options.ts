@@ -98,6 +98,9 @@ function checkOption (where: string, name: string, value: unknown): void {
 
 const knownPluginOptions = new Set(Object.keys(defaults))
 
+// Resolved options whose pingTimeout was set explicitly rather than following pingInterval.
+const explicitPingTimeout = new WeakSet<ConnectionOptions>()
+
 /**
  * Checks the plugin's options and merges them over the defaults.
  * `where` names the source in error messages.
@@ -118,7 +121,10 @@ function mergeOptions (base: ConnectionOptions, input: Input, where: string, kno
     if (knownPluginOptions.has(name)) merged[name] = value
   }
   const result = merged as unknown as ConnectionOptions
-  if (input.pingTimeout === undefined && input.pingInterval !== undefined) {
+  // pingTimeout follows pingInterval unless it was given, here or by the plugin.
+  if (input.pingTimeout !== undefined || explicitPingTimeout.has(base)) {
+    explicitPingTimeout.add(result)
+  } else {
     result.pingTimeout = result.pingInterval
   }
   if (result.pingInterval > 0 && result.pingTimeout === 0) {
