@@ -102,6 +102,55 @@ export function rawHttp (port: number, request: string, ms = 5000): Promise<Http
   })
 }
 
+/**
+ * Sends raw bytes as an HTTP request and resolves with the first complete response
+ * (its head and Content-Length bytes of body), without waiting for the server to
+ * close: for keep-alive answers (not for HEAD, whose answer has no body). `closed`
+ * tells whether the server had closed by then.
+ */
+export function rawResponse (port: number, request: string, ms = 5000): Promise<HttpAnswer & { raw: string, closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, '127.0.0.1')
+    let received = Buffer.alloc(0)
+    let closed = false
+    let done = false
+    const timer = setTimeout(() => {
+      done = true
+      socket.destroy()
+      reject(new Error(`no complete response within ${ms} ms: ${received.toString()}`))
+    }, ms)
+    const check = (): void => {
+      const end = received.indexOf('\r\n\r\n')
+      if (end === -1) {
+        if (closed) finish()
+        return
+      }
+      const answer = parseHttp(received.subarray(0, end + 4).toString())
+      const length = Number(answer.headers['content-length'] ?? 0)
+      if (received.length - end - 4 >= length || closed) finish()
+    }
+    const finish = (): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      const raw = received.toString()
+      socket.destroy()
+      resolve({ ...parseHttp(raw), raw, closed })
+    }
+    socket.on('data', (c: Buffer) => {
+      received = Buffer.concat([received, c])
+      check()
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      if (done) return
+      closed = true
+      check()
+    })
+    socket.write(request)
+  })
+}
+
 export const GOOD_KEY = 'dGhlIHNhbXBsZSBub25jZQ=='
 
 /** A complete upgrade request; `headers` override or add (a null value removes one). */

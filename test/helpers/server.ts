@@ -1,6 +1,8 @@
+import type { IncomingMessage } from 'node:http'
 import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import WebSocket from 'ws'
+import { WebSocket as WhatwgWebSocket } from 'undici'
 import type { FastifyTypedWebsocketOptions } from 'fastify-typed-websocket'
 import typedWebsocket from './plugin'
 
@@ -55,10 +57,17 @@ export interface Refused extends Error {
   body: string
 }
 
+export interface ConnectOptions extends WebSocket.ClientOptions {
+  protocols?: string | string[]
+  /** Sees the server's 101 response (its status and headers) before 'open'. */
+  onUpgrade?: (response: IncomingMessage) => void
+}
+
 /** Opens a `ws` client; rejects with the HTTP status, headers and body when the upgrade is refused. */
-export function connect (url: string, options: WebSocket.ClientOptions & { protocols?: string | string[] } = {}): Promise<WebSocket> {
-  const { protocols, ...clientOptions } = options
+export function connect (url: string, options: ConnectOptions = {}): Promise<WebSocket> {
+  const { protocols, onUpgrade, ...clientOptions } = options
   const ws = new WebSocket(url, protocols, clientOptions)
+  if (onUpgrade !== undefined) ws.once('upgrade', onUpgrade)
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws))
     ws.once('unexpected-response', (_req, res) => {
@@ -74,6 +83,58 @@ export function connect (url: string, options: WebSocket.ClientOptions & { proto
       })
     })
     ws.on('error', reject)
+  })
+}
+
+export type WhatwgInit = ConstructorParameters<typeof WhatwgWebSocket>[1]
+
+/** What undici's WHATWG WebSocket showed when it did not open: its events, in order, and the close event. */
+export interface WhatwgRefused extends Error {
+  events: string[]
+  code: number
+  reason: string
+  wasClean: boolean
+}
+
+/**
+ * Opens undici's WHATWG `WebSocket` (the browser API: it never shows the HTTP status).
+ * Resolves once open; rejects with the events it fired when it closed first; fails after `ms`.
+ */
+export function connectWhatwg (url: string, init?: WhatwgInit, ms = 5000): Promise<InstanceType<typeof WhatwgWebSocket>> {
+  const ws = new WhatwgWebSocket(url, init)
+  const events: string[] = []
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      ws.close()
+      reject(new Error(`WHATWG WebSocket neither opened nor closed within ${ms} ms`))
+    }, ms)
+    ws.addEventListener('open', () => {
+      clearTimeout(timer)
+      resolve(ws)
+    }, { once: true })
+    ws.addEventListener('error', () => { events.push('error') }, { once: true })
+    ws.addEventListener('close', (event) => {
+      clearTimeout(timer)
+      events.push('close')
+      const err = new Error(`closed with ${event.code} before opening`) as WhatwgRefused
+      err.events = events
+      err.code = event.code
+      err.reason = event.reason
+      err.wasClean = event.wasClean
+      reject(err)
+    }, { once: true })
+  })
+}
+
+/** Resolves with the close event a WHATWG WebSocket fired; fails after `ms`. */
+export function whatwgClosed (ws: InstanceType<typeof WhatwgWebSocket>, ms = 10_000): Promise<Closed & { wasClean: boolean }> {
+  if (ws.readyState === WhatwgWebSocket.CLOSED) return Promise.reject(new Error('already closed'))
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no close within ${ms} ms`)), ms)
+    ws.addEventListener('close', (event) => {
+      clearTimeout(timer)
+      resolve({ code: event.code, reason: event.reason, wasClean: event.wasClean })
+    }, { once: true })
   })
 }
 
