@@ -39,7 +39,11 @@ export interface CodecSettings {
 
 function compileValidator (settings: CodecSettings, which: 'inbound' | 'outbound', schema: object): ValidateFunction {
   try {
-    return settings.ajv().compile(schema)
+    const ajv = settings.ajv()
+    // The same schema may have been shared with app.addSchema(): use that copy.
+    const id = (schema as { $id?: unknown }).$id
+    const shared = typeof id === 'string' ? ajv.getSchema(id) : undefined
+    return shared ?? ajv.compile(schema)
   } catch (err) {
     throw new FST_WS_INVALID_SCHEMA(settings.url, which, (err as Error).message)
   }
@@ -66,9 +70,14 @@ function follow (root: unknown, pointer: string): unknown {
 
 /** The constants a union branch uses as its tag, e.g. `{ type: 'say' }`. */
 function tagsOf (branch: unknown): Array<[string, unknown]> {
-  const properties = (branch as Json | undefined)?.properties as Record<string, Json> | undefined
+  const properties = (branch as Json | undefined)?.properties as Record<string, unknown> | undefined
   if (properties === undefined) return []
-  return Object.keys(properties).filter(key => 'const' in properties[key]).map(key => [key, properties[key].const])
+  const tags: Array<[string, unknown]> = []
+  for (const key of Object.keys(properties)) {
+    const property = properties[key]
+    if (property !== null && typeof property === 'object' && 'const' in property) tags.push([key, property.const])
+  }
+  return tags
 }
 
 /**

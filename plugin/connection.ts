@@ -4,6 +4,7 @@ import WebSocket from 'ws'
 import { CloseCode, truncateReason } from './close-codes'
 import type { Codec } from './codec'
 import { WebSocketClosedError } from './errors'
+import { kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
 import type { ConnectionOptions, Handler, HandlerName } from './options'
 
 /** What a connection needs from its route, compiled once per route. */
@@ -14,6 +15,7 @@ export interface RouteRuntime {
   binary: boolean
   open: Handler
   handlers: Partial<Record<HandlerName, Handler>>
+  keepalive: KeepaliveClock | undefined
 }
 
 /** Where open connections are tracked (`app.websocketClients`) and shutdown waits. */
@@ -31,6 +33,8 @@ export interface SendOptions {
 }
 
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']
+const TEXT = Object.freeze({ binary: false })
+const BINARY = Object.freeze({ binary: true })
 
 /** The close code ws attached to a receiver error (under a symbol it does not export). */
 function statusCodeOf (err: Error): number {
@@ -46,14 +50,28 @@ function isThenable (value: unknown): value is PromiseLike<unknown> {
   return value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function'
 }
 
+// new Promise(capture) hands its resolving functions over without a closure per send.
+let capturedResolve: (value: void) => void = noop
+let capturedReject: (reason: unknown) => void = noop
+function capture (resolve: (value: void) => void, reject: (reason: unknown) => void): void {
+  capturedResolve = resolve
+  capturedReject = reject
+}
+
+// The connection a ws WebSocket (or its receiver) belongs to: ws's events are
+// handled by shared functions rather than closures per connection.
+const kConnection = Symbol('fastify-typed-websocket.connection')
+type Tagged = { [kConnection]: WebSocketConnection }
+
 // Opening: the open hook is running; Ready: messages flow; Failed: open threw.
 const enum Phase { Opening, Ready, Failed }
 
 /**
  * One accepted WebSocket, the `socket` every hook receives: Tornado's handler
- * instance. It runs the hooks one at a time, in order, and owns keepalive.
+ * instance. It runs the hooks one at a time, in order, and answers keepalive.
  */
-export class WebSocketConnection {
+export class WebSocketConnection implements KeepaliveMember {
+  [kKeepaliveDue] = 0
   readonly request: FastifyRequest
   readonly log: FastifyBaseLogger
   readonly raw: WebSocket
@@ -66,16 +84,19 @@ export class WebSocketConnection {
   #phase = Phase.Opening
   // A hook (open or message) is running; inbound messages wait in #queue.
   #busy = true
-  #queue: Array<{ data: Buffer, isBinary: boolean }> = []
+  // Waiting messages as pairs: data, isBinary.
+  #queue: Array<Buffer | boolean> | undefined = undefined
   #paused = false
   #gone = false
   #finished = false
   // Set when the server closed the connection because of bad input or a failed
   // hook: what is still queued is dropped rather than delivered.
   #discard = false
-  #timer: NodeJS.Timeout | undefined = undefined
-  #timerMs = 0
   #awaitingPong = false
+  // The promises of sends not yet flushed, as triples: resolve, reject, promise.
+  // Writes complete in order, so one callback serves them all.
+  #unflushed: unknown[] | undefined = undefined
+  #onFlushed: ((err?: Error | null) => void) | undefined = undefined
 
   constructor (raw: WebSocket, request: FastifyRequest, route: RouteRuntime, instance: FastifyInstance, registry: Registry) {
     this.raw = raw
@@ -84,15 +105,44 @@ export class WebSocketConnection {
     this.#route = route
     this.#instance = instance
     this.#registry = registry
-    raw.on('message', (data: Buffer, isBinary: boolean) => this.#onMessage(data, isBinary))
-    raw.on('close', (code: number, reason: Buffer) => this.#onClose(code, reason))
-    raw.on('ping', (data: Buffer) => this.#onControl('ping', data))
-    raw.on('pong', (data: Buffer) => this.#onPong(data))
-    raw.on('error', (err: Error) => this.log.debug({ err }, 'websocket error'))
+    ;(raw as unknown as Tagged)[kConnection] = this
+    raw.on('message', WebSocketConnection.#receive)
+    raw.on('close', WebSocketConnection.#closed)
+    raw.on('ping', WebSocketConnection.#pinged)
+    raw.on('pong', WebSocketConnection.#ponged)
+    raw.on('error', WebSocketConnection.#errored)
     // ws closes a connection that breaks the protocol with the right code but
     // no reason; answering first gives the peer a reason it can show.
     const receiver = (raw as unknown as { _receiver?: EventEmitter })._receiver
-    receiver?.prependListener('error', (err: Error) => this.#onProtocolError(err))
+    if (receiver !== undefined) {
+      ;(receiver as unknown as Tagged)[kConnection] = this
+      receiver.prependListener('error', WebSocketConnection.#brokeProtocol)
+    }
+  }
+
+  static #receive (this: WebSocket, data: Buffer, isBinary: boolean): void {
+    (this as unknown as Tagged)[kConnection].#onMessage(data, isBinary)
+  }
+
+  static #closed (this: WebSocket, code: number, reason: Buffer): void {
+    (this as unknown as Tagged)[kConnection].#onClose(code, reason)
+  }
+
+  static #pinged (this: WebSocket, data: Buffer): void {
+    (this as unknown as Tagged)[kConnection].#onControl('ping', data)
+  }
+
+  static #ponged (this: WebSocket, data: Buffer): void {
+    (this as unknown as Tagged)[kConnection].#onPong(data)
+  }
+
+  static #errored (this: WebSocket, err: Error): void {
+    (this as unknown as Tagged)[kConnection].log.debug({ err }, 'websocket error')
+  }
+
+  static #brokeProtocol (this: EventEmitter, err: Error): void {
+    const code = statusCodeOf(err)
+    ;(this as unknown as Tagged)[kConnection].fail(code, code === CloseCode.MessageTooBig ? 'message too big' : err.message)
   }
 
   get protocol (): string {
@@ -110,11 +160,10 @@ export class WebSocketConnection {
   /** Runs the route handler (`open`); messages wait until it settles. */
   start (): void {
     this.#registry.add(this)
-    this.#startKeepalive()
-    const { open } = this.#route
+    this.#route.keepalive?.add(this)
     let result: unknown
     try {
-      result = open.call(this.#instance, this, this.request)
+      result = this.#route.open.call(this.#instance, this, this.request)
     } catch (err) {
       this.#openFailed(err)
       return
@@ -129,8 +178,6 @@ export class WebSocketConnection {
   send (data: unknown, options?: SendOptions): Promise<void> {
     const raw = this.raw
     if (raw.readyState !== WebSocket.OPEN) throw new WebSocketClosedError(readyStates[raw.readyState])
-    let payload: string | Buffer | ArrayBufferView | ArrayBuffer
-    let binary: boolean
     // A backlog past the limit means the peer is not reading what it was sent:
     // cut it off rather than queue more. (Checked before queuing, so one large
     // message to a reader that keeps up is fine.)
@@ -139,6 +186,8 @@ export class WebSocketConnection {
       this.fail(CloseCode.PolicyViolation, 'send buffer full')
       throw new WebSocketClosedError(readyStates[raw.readyState])
     }
+    let payload: string | Buffer | ArrayBufferView | ArrayBuffer
+    let binary: boolean
     if (typeof data === 'string') {
       payload = data
       binary = options?.binary ?? false
@@ -152,21 +201,33 @@ export class WebSocketConnection {
       payload = this.#route.codec.encode(data)
       binary = options?.binary ?? false
     }
-    const sent = new Promise<void>((resolve, reject) => {
-      raw.send(payload, { binary }, (err) => {
-        if (err === undefined || err === null) return resolve()
-        // Nobody may be awaiting this send: a dead connection must not become
-        // an unhandled rejection that takes the process down.
-        sent.catch(noop)
-        reject(err)
-      })
-    })
+    const sent = new Promise<void>(capture)
+    let unflushed = this.#unflushed
+    if (unflushed === undefined) {
+      unflushed = this.#unflushed = []
+      this.#onFlushed = (err) => this.#flushed(err)
+    }
+    unflushed.push(capturedResolve, capturedReject, sent)
+    raw.send(payload, binary ? BINARY : TEXT, this.#onFlushed)
     return sent
+  }
+
+  #flushed (err?: Error | null): void {
+    const unflushed = this.#unflushed as unknown[]
+    const resolve = unflushed.shift() as (value: void) => void
+    const reject = unflushed.shift() as (reason: unknown) => void
+    const sent = unflushed.shift() as Promise<void>
+    if (err === undefined || err === null) return resolve()
+    // Nobody may be awaiting this send: a dead connection must not become an
+    // unhandled rejection that takes the process down.
+    sent.catch(noop)
+    reject(err)
   }
 
   close (code?: number, reason?: string): void {
     const raw = this.raw
     if (raw.readyState === WebSocket.CLOSING || raw.readyState === WebSocket.CLOSED) return
+    if (code !== undefined && !Number.isInteger(code)) throw new TypeError(`A close code is an integer, got ${code}`)
     raw.close(code, reason === undefined ? undefined : truncateReason(reason))
   }
 
@@ -181,7 +242,7 @@ export class WebSocketConnection {
   /** Closes because of bad input or a failed hook; what is still queued is dropped. */
   fail (code: number, reason: string): void {
     this.#discard = true
-    this.#queue.length = 0
+    this.#queue = undefined
     // Read again, if paused, so that the peer's close frame arrives.
     this.#resume()
     this.close(code, reason)
@@ -194,11 +255,6 @@ export class WebSocketConnection {
     }
   }
 
-  #onProtocolError (err: Error): void {
-    const code = statusCodeOf(err)
-    this.fail(code, code === CloseCode.MessageTooBig ? 'message too big' : err.message)
-  }
-
   #opened (): void {
     this.#phase = Phase.Ready
     this.#drain()
@@ -208,33 +264,37 @@ export class WebSocketConnection {
     this.#phase = Phase.Failed
     this.#busy = false
     this.#discard = true
-    this.#queue.length = 0
+    this.#queue = undefined
     this.#reportError(err, true)
     this.#finishIfGone()
   }
 
   #onMessage (data: Buffer, isBinary: boolean): void {
     if (this.#discard) return
-    if (this.#busy) {
-      this.#queue.push({ data, isBinary })
-      if (this.#queue.length >= this.#route.options.maxPendingMessages && !this.#paused) {
-        // Stop reading: TCP backpressure reaches the client until the queue drains.
-        this.#paused = true
-        this.raw.pause()
-      }
+    if (!this.#busy) {
+      this.#dispatch(data, isBinary)
       return
     }
-    this.#dispatch(data, isBinary)
+    const queue = this.#queue ?? (this.#queue = [])
+    queue.push(data, isBinary)
+    if (queue.length >= 2 * this.#route.options.maxPendingMessages && !this.#paused) {
+      // Stop reading: TCP backpressure reaches the client until the queue drains.
+      this.#paused = true
+      this.raw.pause()
+    }
   }
 
-  /** Delivers queued messages, one at a time, until a handler goes async or the queue is empty. */
+  /** Delivers queued messages, one at a time, until a hook goes async or the queue is empty. */
   #drain (): void {
     this.#busy = false
-    const queue = this.#queue
-    while (queue.length > 0) {
-      const { data, isBinary } = queue.shift() as { data: Buffer, isBinary: boolean }
+    let queue = this.#queue
+    while (queue !== undefined && queue.length > 0) {
+      const data = queue.shift() as Buffer
+      const isBinary = queue.shift() as boolean
       this.#dispatch(data, isBinary)
       if (this.#busy) return
+      // A failure while dispatching drops the queue.
+      queue = this.#queue
     }
     this.#resume()
     this.#finishIfGone()
@@ -298,23 +358,17 @@ export class WebSocketConnection {
   /** The `error` hook, or by default: log and close 1011. */
   #reportError (err: unknown, fromOpen: boolean): void {
     const hook = this.#route.handlers.error
-    if (hook !== undefined) {
-      let result: unknown
-      try {
-        result = hook.call(this.#instance, this, err)
-      } catch (hookErr) {
-        this.#defaultError(hookErr)
-        return
-      }
-      if (isThenable(result)) {
-        result.then(() => { if (fromOpen) this.fail(CloseCode.InternalError, 'internal error') }, (hookErr: unknown) => this.#defaultError(hookErr))
-      } else if (fromOpen) {
-        // A connection whose open failed cannot go on, whatever the hook did.
-        this.fail(CloseCode.InternalError, 'internal error')
-      }
-      return
+    if (hook === undefined) return this.#defaultError(err)
+    let result: unknown
+    try {
+      result = hook.call(this.#instance, this, err)
+    } catch (hookErr) {
+      return this.#defaultError(hookErr)
     }
-    this.#defaultError(err)
+    // A connection whose open failed cannot go on, whatever the hook did.
+    const afterHook = (): void => { if (fromOpen) this.fail(CloseCode.InternalError, 'internal error') }
+    if (isThenable(result)) result.then(afterHook, (hookErr: unknown) => this.#defaultError(hookErr))
+    else afterHook()
   }
 
   #defaultError (err: unknown): void {
@@ -339,28 +393,15 @@ export class WebSocketConnection {
   #onPong (data: Buffer): void {
     if (this.#awaitingPong) {
       this.#awaitingPong = false
-      this.#arm(this.#route.options.pingInterval)
+      this[kKeepaliveDue] = Date.now() + (this.#route.keepalive as KeepaliveClock).interval
     }
     this.#onControl('pong', data)
   }
 
-  #startKeepalive (): void {
-    if (this.#route.options.pingInterval > 0) this.#arm(this.#route.options.pingInterval)
-  }
-
-  #arm (ms: number): void {
-    if (this.#timer !== undefined && this.#timerMs === ms) {
-      this.#timer.refresh()
-      return
-    }
-    clearTimeout(this.#timer)
-    this.#timerMs = ms
-    this.#timer = setTimeout(() => this.#keepaliveTick(), ms)
-    this.#timer.unref()
-  }
-
-  #keepaliveTick (): void {
+  /** The keepalive clock says this connection is due: ping it, or time it out. */
+  [kOnKeepalive] (now: number): void {
     const raw = this.raw
+    const clock = this.#route.keepalive as KeepaliveClock
     if (raw.readyState !== WebSocket.OPEN) return
     if (this.#awaitingPong && !this.#paused) {
       this.close(CloseCode.Normal, 'ping timed out')
@@ -372,14 +413,14 @@ export class WebSocketConnection {
     }
     // While the socket is paused for backpressure the pong cannot be read yet:
     // the peer is not at fault, so the deadline moves on.
-    this.#arm(this.#route.options.pingTimeout)
+    this[kKeepaliveDue] = now + clock.timeout
   }
 
   #onClose (code: number, reason: Buffer): void {
     this.#gone = true
     this.closeCode = code
     this.closeReason = reason.toString()
-    clearTimeout(this.#timer)
+    this.#route.keepalive?.delete(this)
     this.#registry.closed(this)
     this.#finishIfGone()
   }

@@ -94,7 +94,8 @@ export function compileOriginCheck (option: OriginOption | undefined): OriginVer
     if (typeof allowed === 'string') exact.add(allowed.toLowerCase())
     else patterns.push(allowed)
   }
-  return (origin) => exact.has(origin.toLowerCase()) || patterns.some(p => p.test(origin))
+  // search() ignores lastIndex, so a RegExp with the g or y flag answers the same every time.
+  return (origin) => exact.has(origin.toLowerCase()) || patterns.some(p => origin.search(p) !== -1)
 }
 
 // RFC 7230 token characters.

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
 import { CloseCode } from './close-codes'
 import { WebSocketClosedError } from './errors'
+import { KeepaliveClocks } from './keepalive'
 import { injectWS, type InjectWSOptions } from './inject'
 import { resolvePluginOptions } from './options'
 import { ClientRegistry } from './registry'
@@ -11,12 +12,20 @@ import { createUpgradeListener } from './upgrade'
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
   // Fastify passes its own register options (prefix, logLevel...) along with ours.
   const { prefix: _prefix, logLevel: _logLevel, logSerializers: _logSerializers, ...ours } = opts
+  let options
+  try {
+    options = resolvePluginOptions(ours)
+  } catch (err) {
+    return done(err as Error)
+  }
   const state: PluginState = {
-    options: resolvePluginOptions(ours),
+    options,
     registry: new ClientRegistry(),
     closing: false,
     routes: [],
-    maxCloseTimeout: 0
+    openHandlers: new WeakSet(),
+    maxCloseTimeout: 0,
+    keepalive: new KeepaliveClocks()
   }
   state.maxCloseTimeout = state.options.closeTimeout
 

@@ -3,28 +3,37 @@ import type { IncomingMessage, Server } from 'node:http'
 import WebSocket from 'ws'
 import { FST_WS_UPGRADE_REFUSED } from './errors'
 
-/** One end of an in-memory connection: what one side writes, the other reads. */
+function deliver (peer: Pipe, chunk: Buffer | null): void {
+  if (!peer.destroyed) peer.push(chunk)
+}
+
+/**
+ * One end of an in-memory connection: what one side writes, the other reads,
+ * on a later tick as from a network, never within the writer's own call.
+ */
 class Pipe extends Duplex {
   peer: Pipe | undefined
 
   override _read (): void {}
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.peer?.push(chunk)
+    if (this.peer !== undefined) process.nextTick(deliver, this.peer, chunk)
     callback()
   }
 
   override _final (callback: (error?: Error | null) => void): void {
-    this.peer?.push(null)
+    if (this.peer !== undefined) process.nextTick(deliver, this.peer, null)
     callback()
   }
 
   override _destroy (error: Error | null, callback: (error?: Error | null) => void): void {
     const peer = this.peer
     this.peer = undefined
-    if (peer !== undefined && !peer.destroyed) {
-      peer.push(null)
-      peer.destroy()
+    if (peer !== undefined) {
+      process.nextTick(() => {
+        deliver(peer, null)
+        peer.destroy()
+      })
     }
     callback(error)
   }

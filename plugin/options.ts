@@ -130,9 +130,12 @@ function mergeOptions (base: ConnectionOptions, input: Input, where: string, kno
   if (result.pingInterval > 0 && result.pingTimeout === 0) {
     fail(where, 'pingTimeout must be > 0 while pingInterval is on')
   }
-  if (result.subprotocols !== undefined && result.selectSubprotocol !== undefined) {
+  if (input.subprotocols !== undefined && input.selectSubprotocol !== undefined) {
     fail(where, 'give either subprotocols or selectSubprotocol, not both')
   }
+  // A route that sets one of them replaces the plugin's other one.
+  if (input.subprotocols !== undefined) result.selectSubprotocol = undefined
+  if (input.selectSubprotocol !== undefined) result.subprotocols = undefined
   return result
 }
 

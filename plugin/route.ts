@@ -10,6 +10,7 @@ import {
   refusals, requestOrigin, type OriginVerdict, type Refusal
 } from './handshake'
 import { resolveRouteOptions, type ConnectionOptions, type Handler, type SubprotocolSelector } from './options'
+import type { KeepaliveClocks } from './keepalive'
 import type { ClientRegistry } from './registry'
 import { kUpgrade, type UpgradeRequest } from './upgrade'
 
@@ -20,8 +21,11 @@ export interface PluginState {
   closing: boolean
   /** Routes seen by onRoute, compiled when the app is ready. */
   routes: WebSocketRoute[]
+  /** The open handlers of websocket GET routes: Fastify's HEAD twin of such a route shares it. */
+  openHandlers: WeakSet<object>
   /** The longest closeTimeout of any route: how long shutdown may take. */
   maxCloseTimeout: number
+  keepalive: KeepaliveClocks
 }
 
 interface CompiledRoute extends RouteRuntime {
@@ -86,15 +90,18 @@ export function createRouteHook (state: PluginState) {
     const input = routeOptions.websocket
     if (input === undefined || input === false) return
     const methods = methodsOf(routeOptions)
-    if (methods.every(m => m === 'HEAD')) {
+    const handler = routeOptions.handler as unknown
+    // (A broken handler fails app.ready() on its GET route; its twin need not throw too.)
+    if (methods.every(m => m === 'HEAD') && (typeof handler !== 'function' || state.openHandlers.has(handler))) {
       // The HEAD twin Fastify adds for every GET route: it cannot upgrade.
       routeOptions.handler = function noUpgrade (_request, reply) {
         return refuse(reply, refusals.upgrade)
       }
       return
     }
-    const other = methods.filter(m => m !== 'GET' && m !== 'HEAD')
+    const other = methods.includes('GET') ? methods.filter(m => m !== 'GET' && m !== 'HEAD') : methods
     if (other.length > 0) throw new FST_WS_NOT_GET(routeOptions.url, other.join(', '))
+    if (typeof routeOptions.handler === 'function') state.openHandlers.add(routeOptions.handler)
     const route: WebSocketRoute = {
       url: routeOptions.url,
       instance: this,
@@ -114,7 +121,6 @@ export function createRouteHook (state: PluginState) {
 export function compileRoutes (state: PluginState): void {
   const ajvs = new Map<FastifyInstance, Ajv>()
   for (const route of state.routes) {
-    if (route.compiled !== undefined) continue
     const settings = resolveRouteOptions(state.options, route.input, route.url)
     const { options } = settings
     if (typeof route.open !== 'function') {
@@ -157,6 +163,7 @@ export function compileRoutes (state: PluginState): void {
       binary: settings.binary,
       open: route.open,
       handlers: settings.handlers,
+      keepalive: state.keepalive.get(options.pingInterval, options.pingTimeout),
       wss,
       checkOrigin: compileOriginCheck(options.checkOrigin),
       subprotocols: options.subprotocols,

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import WebSocket from 'ws'
-import { WebSocket as WhatwgWebSocket } from 'undici'
+import { Agent, WebSocket as WhatwgWebSocket } from 'undici'
 import type { FastifyTypedWebsocketOptions } from 'fastify-typed-websocket'
 import typedWebsocket from './plugin'
 
@@ -101,7 +101,13 @@ export interface WhatwgRefused extends Error {
  * Resolves once open; rejects with the events it fired when it closed first; fails after `ms`.
  */
 export function connectWhatwg (url: string, init?: WhatwgInit, ms = 5000): Promise<InstanceType<typeof WhatwgWebSocket>> {
-  const ws = new WhatwgWebSocket(url, init)
+  const options = typeof init === 'string' || Array.isArray(init) ? { protocols: init } : { ...init }
+  // Its own dispatcher, destroyed at close: after a refused handshake undici may
+  // leave the unread connection open in a shared pool, keeping the process alive.
+  let dispatcher: Agent | undefined
+  if (options.dispatcher === undefined) options.dispatcher = dispatcher = new Agent()
+  const ws = new WhatwgWebSocket(url, options)
+  ws.addEventListener('close', () => { dispatcher?.destroy().catch(() => {}) }, { once: true })
   const events: string[] = []
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

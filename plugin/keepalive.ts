@@ -1,0 +1,75 @@
+export const kKeepaliveDue = Symbol('fastify-typed-websocket.keepaliveDue')
+export const kOnKeepalive = Symbol('fastify-typed-websocket.onKeepalive')
+
+/** A connection that the keepalive clock pings. */
+export interface KeepaliveMember {
+  /** When (ms, from `Date.now()`) the member is next due: ping, or time out. */
+  [kKeepaliveDue]: number
+  [kOnKeepalive] (now: number): void
+}
+
+// Ticks per shortest period: a ping or a timeout happens at most 1/8 of it late.
+const TICKS_PER_PERIOD = 8
+
+/**
+ * One clock for every connection with the same ping interval and timeout,
+ * instead of a timer per connection: a member costs a Set entry, and an idle
+ * app with no connections has no timer at all.
+ */
+export class KeepaliveClock {
+  readonly interval: number
+  readonly timeout: number
+  readonly #members = new Set<KeepaliveMember>()
+  readonly #tick: number
+  #timer: NodeJS.Timeout | undefined = undefined
+
+  constructor (interval: number, timeout: number) {
+    this.interval = interval
+    this.timeout = timeout
+    this.#tick = Math.max(1, Math.floor(Math.min(interval, timeout) / TICKS_PER_PERIOD))
+  }
+
+  get size (): number {
+    return this.#members.size
+  }
+
+  add (member: KeepaliveMember): void {
+    member[kKeepaliveDue] = Date.now() + this.interval
+    this.#members.add(member)
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#onTick(), this.#tick)
+      this.#timer.unref()
+    }
+  }
+
+  delete (member: KeepaliveMember): void {
+    this.#members.delete(member)
+    if (this.#members.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer)
+      this.#timer = undefined
+    }
+  }
+
+  #onTick (): void {
+    const now = Date.now()
+    for (const member of this.#members) {
+      if (now >= member[kKeepaliveDue]) member[kOnKeepalive](now)
+    }
+  }
+}
+
+/** The clocks of an app, one per (interval, timeout) pair in use. */
+export class KeepaliveClocks {
+  readonly #clocks = new Map<string, KeepaliveClock>()
+
+  get (interval: number, timeout: number): KeepaliveClock | undefined {
+    if (interval === 0) return undefined
+    const key = `${interval}/${timeout}`
+    let clock = this.#clocks.get(key)
+    if (clock === undefined) {
+      clock = new KeepaliveClock(interval, timeout)
+      this.#clocks.set(key, clock)
+    }
+    return clock
+  }
+}
