@@ -29,10 +29,6 @@ export class KeepaliveClock {
     this.#tick = Math.max(1, Math.floor(Math.min(interval, timeout) / TICKS_PER_PERIOD))
   }
 
-  get size (): number {
-    return this.#members.size
-  }
-
   add (member: KeepaliveMember): void {
     member[kKeepaliveDue] = Date.now() + this.interval
     this.#members.add(member)

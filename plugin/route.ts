@@ -65,7 +65,6 @@ function hookHeaders (reply: FastifyReply): string[] {
   for (const name of Object.keys(headers)) {
     if (handshakeHeaders.has(name)) continue
     const value = headers[name]
-    if (value === undefined) continue
     validateHeaderName(name)
     for (const item of Array.isArray(value) ? value : [String(value)]) {
       validateHeaderValue(name, item)
