@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events'
+import type { Writable } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import WebSocket from 'ws'
 import { CloseCode, truncateReason } from './close-codes'
@@ -16,6 +17,8 @@ export interface RouteRuntime {
   open: Handler
   handlers: Partial<Record<HandlerName, Handler>>
   keepalive: KeepaliveClock | undefined
+  /** permessage-deflate is on: ws may hold frames back while it compresses. */
+  compression: boolean
 }
 
 /** Where open connections are tracked (`app.websocketClients`) and shutdown waits. */
@@ -35,6 +38,10 @@ export interface SendOptions {
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']
 const TEXT = Object.freeze({ binary: false })
 const BINARY = Object.freeze({ binary: true })
+const FLUSHED = Promise.resolve()
+const EMPTY = Buffer.alloc(0)
+
+type Payload = string | Buffer | ArrayBufferView | ArrayBuffer
 
 /** The close code ws attached to a receiver error (under a symbol it does not export). */
 function statusCodeOf (err: Error): number {
@@ -75,6 +82,7 @@ export class WebSocketConnection implements KeepaliveMember {
   readonly request: FastifyRequest
   readonly log: FastifyBaseLogger
   readonly raw: WebSocket
+  readonly #socket: Writable
   closeCode: number | undefined = undefined
   closeReason: string | undefined = undefined
 
@@ -98,8 +106,9 @@ export class WebSocketConnection implements KeepaliveMember {
   #unflushed: unknown[] | undefined = undefined
   #onFlushed: ((err?: Error | null) => void) | undefined = undefined
 
-  constructor (raw: WebSocket, request: FastifyRequest, route: RouteRuntime, instance: FastifyInstance, registry: Registry) {
+  constructor (raw: WebSocket, socket: Writable, request: FastifyRequest, route: RouteRuntime, instance: FastifyInstance, registry: Registry) {
     this.raw = raw
+    this.#socket = socket
     this.request = request
     this.log = request.log
     this.#route = route
@@ -186,7 +195,7 @@ export class WebSocketConnection implements KeepaliveMember {
       this.fail(CloseCode.PolicyViolation, 'send buffer full')
       throw new WebSocketClosedError(readyStates[raw.readyState])
     }
-    let payload: string | Buffer | ArrayBufferView | ArrayBuffer
+    let payload: Payload
     let binary: boolean
     if (typeof data === 'string') {
       payload = data
@@ -201,6 +210,28 @@ export class WebSocketConnection implements KeepaliveMember {
       payload = this.#route.codec.encode(data)
       binary = options?.binary ?? false
     }
+    const opts = binary ? BINARY : TEXT
+    // Fast path: nothing is waiting to be written, so the frame goes to the
+    // network within this call; a callback per write would cost Node a closure
+    // and a tick per writev.
+    if (this.#unflushed === undefined || this.#unflushed.length === 0) {
+      const socket = this.#socket
+      if (socket.writableLength === 0 && !this.#route.compression) {
+        raw.send(payload, opts)
+        if (socket.writableLength === 0) return FLUSHED
+        // The kernel took only part of it: learn when the rest is written.
+        return this.#track(socket, EMPTY)
+      }
+    }
+    return this.#track(raw, payload, opts)
+  }
+
+  /**
+   * A promise that settles when `payload` is written: sent through ws with the
+   * connection's one flush callback (writes complete in order), or, given the
+   * socket, an empty write queued behind what is already there.
+   */
+  #track (target: WebSocket | Writable, payload: Payload, opts?: SendOptions): Promise<void> {
     const sent = new Promise<void>(capture)
     let unflushed = this.#unflushed
     if (unflushed === undefined) {
@@ -208,7 +239,8 @@ export class WebSocketConnection implements KeepaliveMember {
       this.#onFlushed = (err) => this.#flushed(err)
     }
     unflushed.push(capturedResolve, capturedReject, sent)
-    raw.send(payload, binary ? BINARY : TEXT, this.#onFlushed)
+    if (target === this.raw) this.raw.send(payload, opts as SendOptions, this.#onFlushed)
+    else (target as Writable).write(payload, this.#onFlushed)
     return sent
   }
 

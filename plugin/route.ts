@@ -163,6 +163,7 @@ export function compileRoutes (state: PluginState): void {
       open: route.open,
       handlers: settings.handlers,
       keepalive: state.keepalive.get(options.pingInterval, options.pingTimeout),
+      compression: options.compression !== false,
       wss,
       checkOrigin: compileOriginCheck(options.checkOrigin),
       subprotocols: options.subprotocols,
@@ -210,7 +211,7 @@ function createHandshake (state: PluginState, route: WebSocketRoute) {
     compiled.wss.handleUpgrade(raw, upgrade.socket, upgrade.head, (ws) => {
       raw[kAccept] = undefined
       raw[kUpgrade] = undefined
-      new WebSocketConnection(ws, request, compiled, this, state.registry).start()
+      new WebSocketConnection(ws, upgrade.socket, request, compiled, this, state.registry).start()
     })
     return undefined
   }
