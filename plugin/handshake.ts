@@ -105,8 +105,10 @@ const tokenPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
  * The subprotocols the client offered, in its order, or `null` when the header
  * is malformed (empty items, non-token characters, duplicates).
  */
-export function parseSubprotocols (header: string | undefined): string[] | null {
-  if (header === undefined) return []
+const noSubprotocols: readonly string[] = Object.freeze([])
+
+export function parseSubprotocols (header: string | undefined): readonly string[] | null {
+  if (header === undefined) return noSubprotocols
   const offered: string[] = []
   for (const item of header.split(',')) {
     const name = item.trim()

@@ -74,9 +74,10 @@ function hookHeaders (reply: FastifyReply): string[] {
   return lines
 }
 
-function refuse (reply: FastifyReply, refusal: Refusal): FastifyReply {
+function refuse (reply: FastifyReply, refusal: Refusal): undefined {
   if (refusal.headers !== undefined) reply.headers(refusal.headers)
-  return reply.code(refusal.statusCode).type('text/plain; charset=utf-8').send(refusal.body)
+  reply.code(refusal.statusCode).type('text/plain; charset=utf-8').send(refusal.body)
+  return undefined
 }
 
 function methodsOf (routeOptions: RouteOptions): string[] {
@@ -173,46 +174,70 @@ export function compileRoutes (state: PluginState): void {
   }
 }
 
-/** Tornado's get(): the handshake checks in order, then the 101. */
+function isThenable<T> (value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as PromiseLike<T> | null)?.then === 'function'
+}
+
+/**
+ * Tornado's get(): the handshake checks in order, then the 101. It stays
+ * synchronous unless checkOrigin or selectSubprotocol answer with a promise.
+ */
 function createHandshake (state: PluginState, route: WebSocketRoute) {
-  return async function websocketHandshake (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  return function websocketHandshake (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): PromiseLike<void> | undefined {
     const compiled = route.compiled as CompiledRoute
-    const raw = request.raw as AcceptingRequest
-    const headers = raw.headers
-    const refusal = checkUpgrade(raw.method as string, headers)
+    const headers = request.raw.headers
+    const refusal = checkUpgrade(request.raw.method as string, headers)
     if (refusal !== undefined) return refuse(reply, refusal)
     const origin = requestOrigin(headers)
-    if (origin !== undefined && !(await compiled.checkOrigin(origin, headers.host, request))) {
-      return refuse(reply, refusals.origin)
+    if (origin === undefined) return checkHeaders(this, state, compiled, request, reply)
+    const allowed = compiled.checkOrigin(origin, headers.host, request)
+    if (isThenable(allowed)) {
+      return allowed.then((ok) => ok ? checkHeaders(this, state, compiled, request, reply) : refuse(reply, refusals.origin))
     }
-    const badHeaders = checkVersionAndKey(headers)
-    if (badHeaders !== undefined) return refuse(reply, badHeaders)
-    const offered = parseSubprotocols(headers['sec-websocket-protocol'])
-    if (offered === null) return refuse(reply, refusals.protocol)
-    let protocol: string | undefined
-    if (compiled.selectSubprotocol !== undefined) {
-      const selected = await compiled.selectSubprotocol(offered, request)
-      if (typeof selected === 'string' && selected !== '') {
-        if (!offered.includes(selected)) throw new FST_WS_SUBPROTOCOL_NOT_OFFERED(selected)
-        protocol = selected
-      }
-    } else if (compiled.subprotocols !== undefined) {
-      protocol = preferredSubprotocol(compiled.subprotocols, offered)
-    }
-    if (state.closing) {
-      return reply.code(503).header('connection', 'close').send({ error: 'Service Unavailable', message: 'Service Unavailable', statusCode: 503 })
-    }
-    const upgrade = raw[kUpgrade]
-    if (upgrade === undefined) throw new FST_WS_NO_UPGRADE_SOCKET()
+    return allowed ? checkHeaders(this, state, compiled, request, reply) : refuse(reply, refusals.origin)
+  }
+}
 
-    raw[kAccept] = { protocol, headers: hookHeaders(reply) }
-    reply.hijack()
-    upgrade.response.detachSocket(upgrade.socket as never)
-    compiled.wss.handleUpgrade(raw, upgrade.socket, upgrade.head, (ws) => {
-      raw[kAccept] = undefined
-      raw[kUpgrade] = undefined
-      new WebSocketConnection(ws, upgrade.socket, request, compiled, this, state.registry).start()
-    })
+/** After the origin: version and key, then the subprotocol. */
+function checkHeaders (instance: FastifyInstance, state: PluginState, compiled: CompiledRoute, request: FastifyRequest, reply: FastifyReply): PromiseLike<void> | undefined {
+  const headers = request.raw.headers
+  const badHeaders = checkVersionAndKey(headers)
+  if (badHeaders !== undefined) return refuse(reply, badHeaders)
+  const offered = parseSubprotocols(headers['sec-websocket-protocol'])
+  if (offered === null) return refuse(reply, refusals.protocol)
+  if (compiled.selectSubprotocol !== undefined) {
+    const selected = compiled.selectSubprotocol([...offered], request)
+    if (isThenable(selected)) {
+      return selected.then((protocol) => accept(instance, state, compiled, request, reply, chosen(protocol, offered)))
+    }
+    return accept(instance, state, compiled, request, reply, chosen(selected, offered))
+  }
+  const protocol = compiled.subprotocols === undefined ? undefined : preferredSubprotocol(compiled.subprotocols, offered)
+  return accept(instance, state, compiled, request, reply, protocol)
+}
+
+function chosen (selected: string | false | null | undefined, offered: readonly string[]): string | undefined {
+  if (typeof selected !== 'string' || selected === '') return undefined
+  if (!offered.includes(selected)) throw new FST_WS_SUBPROTOCOL_NOT_OFFERED(selected)
+  return selected
+}
+
+/** Sends the 101 and hands the connection to a WebSocketConnection. */
+function accept (instance: FastifyInstance, state: PluginState, compiled: CompiledRoute, request: FastifyRequest, reply: FastifyReply, protocol: string | undefined): undefined {
+  if (state.closing) {
+    reply.code(503).header('connection', 'close').send({ error: 'Service Unavailable', message: 'Service Unavailable', statusCode: 503 })
     return undefined
   }
+  const raw = request.raw as AcceptingRequest
+  const upgrade = raw[kUpgrade]
+  if (upgrade === undefined) throw new FST_WS_NO_UPGRADE_SOCKET()
+  raw[kAccept] = { protocol, headers: hookHeaders(reply) }
+  reply.hijack()
+  upgrade.response.detachSocket(upgrade.socket as never)
+  compiled.wss.handleUpgrade(raw, upgrade.socket, upgrade.head, (ws) => {
+    raw[kAccept] = undefined
+    raw[kUpgrade] = undefined
+    new WebSocketConnection(ws, upgrade.socket, request, compiled, instance, state.registry).start()
+  })
+  return undefined
 }

@@ -17,10 +17,10 @@ function destroyOnError (this: Duplex): void {
   this.destroy()
 }
 
-function endConnection (this: ServerResponse, socket: Duplex): void {
+function endConnection (this: ServerResponse): void {
   // Like Node's own server after a `Connection: close` response: flush, then close.
-  const net = socket as Partial<Socket>
-  if (typeof net.destroySoon === 'function') net.destroySoon()
+  const socket = this.socket as Partial<Socket> & Duplex
+  if (typeof socket.destroySoon === 'function') socket.destroySoon()
   else socket.end()
 }
 
@@ -36,7 +36,7 @@ export function createUpgradeListener (routing: (req: IncomingMessage, res: Serv
     const response = new ServerResponse(req)
     response.shouldKeepAlive = false
     response.assignSocket(socket as Socket)
-    response.once('finish', () => endConnection.call(response, socket))
+    response.once('finish', endConnection)
     req[kUpgrade] = { socket, head, response }
     routing(req, response)
   }
