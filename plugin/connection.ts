@@ -4,6 +4,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify
 import WebSocket from 'ws'
 import { CloseCode, truncateReason } from './close-codes'
 import type { Codec } from './codec'
+import { Fifo } from './fifo'
 import { WebSocketClosedError } from './errors'
 import { kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
 import type { ConnectionOptions, Handler, HandlerName } from './options'
@@ -40,6 +41,9 @@ const TEXT = Object.freeze({ binary: false })
 const BINARY = Object.freeze({ binary: true })
 const FLUSHED = Promise.resolve()
 const EMPTY = Buffer.alloc(0)
+// What a message waiting to be written costs besides its bytes (frame, write
+// request, promise), for the maxBufferedAmount check.
+const MESSAGE_COST = 512
 
 type Payload = string | Buffer | ArrayBufferView | ArrayBuffer
 
@@ -93,7 +97,7 @@ export class WebSocketConnection implements KeepaliveMember {
   // A hook (open or message) is running; inbound messages wait in #queue.
   #busy = true
   // Waiting messages as pairs: data, isBinary.
-  #queue: Array<Buffer | boolean> | undefined = undefined
+  #queue: Fifo<Buffer | boolean> | undefined = undefined
   #paused = false
   #gone = false
   #finished = false
@@ -103,7 +107,7 @@ export class WebSocketConnection implements KeepaliveMember {
   #awaitingPong = false
   // The promises of sends not yet flushed, as triples: resolve, reject, promise.
   // Writes complete in order, so one callback serves them all.
-  #unflushed: unknown[] | undefined = undefined
+  #unflushed: Fifo<unknown> | undefined = undefined
   #onFlushed: ((err?: Error | null) => void) | undefined = undefined
 
   constructor (raw: WebSocket, socket: Writable, request: FastifyRequest, route: RouteRuntime, instance: FastifyInstance, registry: Registry) {
@@ -189,9 +193,11 @@ export class WebSocketConnection implements KeepaliveMember {
     if (raw.readyState !== WebSocket.OPEN) throw new WebSocketClosedError(readyStates[raw.readyState])
     // A backlog past the limit means the peer is not reading what it was sent:
     // cut it off rather than queue more. (Checked before queuing, so one large
-    // message to a reader that keeps up is fine.)
-    if (raw.bufferedAmount > this.#route.options.maxBufferedAmount) {
-      this.log.warn({ bufferedAmount: raw.bufferedAmount }, 'websocket peer is not reading; closing')
+    // message to a reader that keeps up is fine.) Each waiting message also
+    // costs memory of its own, so it counts as at least MESSAGE_COST bytes.
+    const waiting = this.#unflushed === undefined ? 0 : this.#unflushed.length / 3
+    if (raw.bufferedAmount + waiting * MESSAGE_COST > this.#route.options.maxBufferedAmount) {
+      this.log.warn({ bufferedAmount: raw.bufferedAmount, messages: waiting }, 'websocket peer is not reading; closing')
       this.fail(CloseCode.PolicyViolation, 'send buffer full')
       throw new WebSocketClosedError(readyStates[raw.readyState])
     }
@@ -214,38 +220,36 @@ export class WebSocketConnection implements KeepaliveMember {
     // Fast path: nothing is waiting to be written, so the frame goes to the
     // network within this call; a callback per write would cost Node a closure
     // and a tick per writev.
-    if (this.#unflushed === undefined || this.#unflushed.length === 0) {
-      const socket = this.#socket
-      if (socket.writableLength === 0 && !this.#route.compression) {
-        raw.send(payload, opts)
-        if (socket.writableLength === 0) return FLUSHED
-        // The kernel took only part of it: learn when the rest is written.
-        return this.#track(socket, EMPTY)
-      }
+    const socket = this.#socket
+    if (waiting === 0 && socket.writableLength === 0 && !this.#route.compression) {
+      raw.send(payload, opts)
+      if (socket.writableLength === 0) return FLUSHED
+      // The kernel took only part of it: an empty write behind it says when the rest is out.
+      const sent = this.#whenFlushed()
+      socket.write(EMPTY, this.#onFlushed)
+      return sent
     }
-    return this.#track(raw, payload, opts)
+    const sent = this.#whenFlushed()
+    raw.send(payload, opts, this.#onFlushed)
+    return sent
   }
 
-  /**
-   * A promise that settles when `payload` is written: sent through ws with the
-   * connection's one flush callback (writes complete in order), or, given the
-   * socket, an empty write queued behind what is already there.
-   */
-  #track (target: WebSocket | Writable, payload: Payload, opts?: SendOptions): Promise<void> {
+  /** A promise settled by the next call of the flush callback not yet claimed. */
+  #whenFlushed (): Promise<void> {
     const sent = new Promise<void>(capture)
     let unflushed = this.#unflushed
     if (unflushed === undefined) {
-      unflushed = this.#unflushed = []
+      unflushed = this.#unflushed = new Fifo()
       this.#onFlushed = (err) => this.#flushed(err)
     }
-    unflushed.push(capturedResolve, capturedReject, sent)
-    if (target === this.raw) this.raw.send(payload, opts as SendOptions, this.#onFlushed)
-    else (target as Writable).write(payload, this.#onFlushed)
+    unflushed.push(capturedResolve)
+    unflushed.push(capturedReject)
+    unflushed.push(sent)
     return sent
   }
 
   #flushed (err?: Error | null): void {
-    const unflushed = this.#unflushed as unknown[]
+    const unflushed = this.#unflushed as Fifo<unknown>
     const resolve = unflushed.shift() as (value: void) => void
     const reject = unflushed.shift() as (reason: unknown) => void
     const sent = unflushed.shift() as Promise<void>
@@ -307,8 +311,9 @@ export class WebSocketConnection implements KeepaliveMember {
       this.#dispatch(data, isBinary)
       return
     }
-    const queue = this.#queue ?? (this.#queue = [])
-    queue.push(data, isBinary)
+    const queue = this.#queue ?? (this.#queue = new Fifo())
+    queue.push(data)
+    queue.push(isBinary)
     if (queue.length >= 2 * this.#route.options.maxPendingMessages && !this.#paused) {
       // Stop reading: TCP backpressure reaches the client until the queue drains.
       this.#paused = true

@@ -316,3 +316,34 @@ t.test('keepalive does not time out a peer whose pongs wait behind the paused so
   ws.close()
   await closed(ws)
 })
+
+t.test('many tiny messages to a client that stops reading: each waiting message counts against maxBufferedAmount', async (t) => {
+  const LIMIT = 64 * KiB
+  const opened = deferred<TypedWebSocket>()
+  const server = await startServer(t, (app) => {
+    app.get('/ws', { websocket: { maxBufferedAmount: LIMIT, closeTimeout: 200 } }, function open (socket) { opened.resolve(socket) })
+  })
+  const client = await RawClient.open(server.port, '/ws')
+  client.socket.pause() // from now on nothing is read
+  const socket = await opened.promise
+  let sent = 0
+  let flushed = 0
+  let refused: unknown
+  // Bounded: the kernel takes a few hundred thousand 1-byte frames before anything waits.
+  for (let chunk = 0; chunk < 50_000 && refused === undefined; chunk++) {
+    for (let i = 0; i < 100 && refused === undefined; i++) {
+      try {
+        socket.send('x').then(() => { flushed++ }, () => {})
+        sent++
+      } catch (err) {
+        refused = err
+      }
+    }
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  t.ok(refused instanceof WebSocketClosedError, `send refused after ${sent} messages`)
+  const waiting = sent - flushed
+  // 64 KiB / 512 bytes per waiting message = 128, plus at most one batch of 100 sent between checks.
+  t.ok(waiting <= 128 + 100, `at most ~128 messages were waiting when the client was cut off (${waiting})`)
+  client.destroy()
+})
