@@ -46,13 +46,15 @@ export class ClientRegistry implements Registry {
 
   /**
    * Closes every socket with 1001 and resolves once all are gone and their
-   * close hooks have run, or after `timeout`, when the rest are destroyed.
+   * close hooks have run. Sockets still open after `timeout` are destroyed
+   * (their close hooks run with 1006); a hook that never settles is given up
+   * on after another `timeout`.
    */
   shutdown (timeout: number): Promise<void> {
     return new Promise(resolve => {
-      const timer = setTimeout(() => {
+      let timer = setTimeout(() => {
         for (const socket of this.#unfinished) socket.raw.terminate()
-        finish()
+        timer = setTimeout(finish, timeout)
       }, timeout)
       const finish = (): void => {
         clearTimeout(timer)

@@ -260,3 +260,39 @@ t.test('app.close()', async (t) => {
 
   t.end()
 })
+
+t.test('app.close() after closeTimeout: stragglers are destroyed and their close hooks run before it resolves', async (t) => {
+  const hooked: number[] = []
+  const server = await startServer(t, (app) => {
+    app.get('/ws', {
+      websocket: { closeTimeout: 150, close (_socket, code) { hooked.push(code) } }
+    }, function open () {})
+  }, { plugin: { closeTimeout: 150 } })
+  const client = await RawClient.open(server.port, '/ws')
+  await until(() => server.app.websocketClients.size === 1)
+  client.socket.pause() // never answers the close
+  await server.app.close()
+  t.same(hooked, [1006], 'the close hook ran, with 1006, before close() resolved')
+  t.equal(server.app.websocketClients.size, 0)
+  client.destroy()
+})
+
+t.test('app.close() does not wait forever for a close hook that never settles', async (t) => {
+  let called = false
+  const server = await startServer(t, (app) => {
+    app.get('/ws', {
+      websocket: {
+        close () {
+          called = true
+          return new Promise(() => {}) // never settles
+        }
+      }
+    }, function open () {})
+  }, { plugin: { closeTimeout: 150 } })
+  const ws = await connect(server.url('/ws'))
+  const started = Date.now()
+  await server.app.close()
+  t.ok(called, 'the close hook was called')
+  t.ok(Date.now() - started < 5000, `close() resolved (${Date.now() - started} ms)`)
+  ws.terminate()
+})
