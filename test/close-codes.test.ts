@@ -2,24 +2,10 @@
 import t from 'tap'
 import { CloseCode, MAX_REASON_BYTES, truncateReason } from '../plugin/close-codes'
 import { CloseCode as ExportedCloseCode } from './helpers/plugin'
+import { RFC_CLOSE_CODES } from './helpers/rfc6455'
 
 t.test('CloseCode holds the numbers of RFC 6455 section 7.4.1 (and the IANA registry)', async (t) => {
-  t.same(CloseCode, {
-    Normal: 1000,
-    GoingAway: 1001,
-    ProtocolError: 1002,
-    UnsupportedData: 1003,
-    NoStatus: 1005,
-    Abnormal: 1006,
-    InvalidPayload: 1007,
-    PolicyViolation: 1008,
-    MessageTooBig: 1009,
-    MandatoryExtension: 1010,
-    InternalError: 1011,
-    ServiceRestart: 1012,
-    TryAgainLater: 1013,
-    BadGateway: 1014
-  })
+  t.same(CloseCode, RFC_CLOSE_CODES)
   t.ok(Object.isFrozen(CloseCode), 'frozen')
   t.equal(ExportedCloseCode, CloseCode, 'the package exports the same object')
 })

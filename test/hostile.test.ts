@@ -224,41 +224,24 @@ t.test('a handshake that never finishes', async (t) => {
 })
 
 t.test('a connection dropped mid-frame', async (t) => {
-  t.test('in the header', async (t) => {
-    const { server, seen } = await hostileServer(t)
-    const client = await RawClient.open(server.port, '/ws')
-    await until(() => seen.opens === 1, 5000, 'open')
-    client.send(frame({ opcode: Opcode.Text, payload: 'x'.repeat(300) }).subarray(0, 3))
-    await sleep(50)
-    client.destroy()
-    await closeHookOnce(t, server, seen)
-    t.equal(seen.closes[0].code, 1006)
-    t.same(seen.messages, [])
-  })
-
-  t.test('in the payload', async (t) => {
-    const { server, seen } = await hostileServer(t)
-    const client = await RawClient.open(server.port, '/ws')
-    await until(() => seen.opens === 1, 5000, 'open')
-    client.send(frame({ opcode: Opcode.Text, payload: 'x'.repeat(300) }).subarray(0, 100))
-    await sleep(50)
-    client.destroy()
-    await closeHookOnce(t, server, seen)
-    t.equal(seen.closes[0].code, 1006)
-    t.same(seen.messages, [])
-  })
-
-  t.test('in a fragmented message', async (t) => {
-    const { server, seen } = await hostileServer(t)
-    const client = await RawClient.open(server.port, '/ws')
-    await until(() => seen.opens === 1, 5000, 'open')
-    client.send({ opcode: Opcode.Text, fin: false, payload: 'half of a' })
-    await sleep(50)
-    client.destroy()
-    await closeHookOnce(t, server, seen)
-    t.equal(seen.closes[0].code, 1006)
-    t.same(seen.messages, [])
-  })
+  const cut: Array<[string, Buffer]> = [
+    ['in the header', frame({ opcode: Opcode.Text, payload: 'x'.repeat(300) }).subarray(0, 3)],
+    ['in the payload', frame({ opcode: Opcode.Text, payload: 'x'.repeat(300) }).subarray(0, 100)],
+    ['in a fragmented message', frame({ opcode: Opcode.Text, fin: false, payload: 'half of a' })]
+  ]
+  for (const [where, bytes] of cut) {
+    t.test(where, async (t) => {
+      const { server, seen } = await hostileServer(t)
+      const client = await RawClient.open(server.port, '/ws')
+      await until(() => seen.opens === 1, 5000, 'open')
+      client.send(bytes)
+      await sleep(50)
+      client.destroy()
+      await closeHookOnce(t, server, seen)
+      t.equal(seen.closes[0].code, 1006)
+      t.same(seen.messages, [])
+    })
+  }
 
   t.test('with a half-close (FIN) instead of a reset', async (t) => {
     const { server, seen } = await hostileServer(t)

@@ -5,6 +5,7 @@ import t from 'tap'
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { RFC_CLOSE_CODES } from './helpers/rfc6455'
 
 const ROOT = join(__dirname, '..')
 const CHILD_TIMEOUT = 60_000
@@ -91,22 +92,7 @@ import { fileURLToPath } from 'node:url'
 await probe(plugin, { default: namespace.default, fastifyTypedWebsocket, CloseCode, WebSocketClosedError }, fileURLToPath(import.meta.resolve('fastify-typed-websocket')))
 `
 
-const CLOSE_CODES = {
-  Normal: 1000,
-  GoingAway: 1001,
-  ProtocolError: 1002,
-  UnsupportedData: 1003,
-  NoStatus: 1005,
-  Abnormal: 1006,
-  InvalidPayload: 1007,
-  PolicyViolation: 1008,
-  MessageTooBig: 1009,
-  MandatoryExtension: 1010,
-  InternalError: 1011,
-  ServiceRestart: 1012,
-  TryAgainLater: 1013,
-  BadGateway: 1014
-}
+const CLOSE_CODES = RFC_CLOSE_CODES
 
 const built = existsSync(join(ROOT, 'dist', 'plugin', 'index.js'))
 
