@@ -24,3 +24,9 @@ export const FST_WS_NO_UPGRADE_SOCKET = createError(
 
 export const FST_WS_UPGRADE_REFUSED = createError(
   'FST_WS_UPGRADE_REFUSED', 'The WebSocket upgrade was refused with HTTP %s', 500)
+
+export const FST_WS_DUPLICATE_TOPIC = createError(
+  'FST_WS_DUPLICATE_TOPIC', 'A topic named "%s" is already declared', 500)
+
+export const FST_WS_BROKER_UNAVAILABLE = createError(
+  'FST_WS_BROKER_UNAVAILABLE', 'The broker did not answer: %s', 503)
