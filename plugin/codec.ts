@@ -133,6 +133,24 @@ function parseJson (text: string): unknown {
   }
 }
 
+function outboundError (message: string, errors: ErrorObject[] | null, cause?: unknown): Error {
+  const err = new FST_WS_INVALID_OUTBOUND(message)
+  Object.assign(err, { validation: errors })
+  if (cause !== undefined) err.cause = cause
+  return err
+}
+
+/**
+ * fast-json-stringify's own complaint, its schema pointer (`#/properties/list/items`)
+ * turned into the path of the value (`/list/*`).
+ */
+function serializerMismatch (err: Error): string {
+  const mismatch = /^The value of '#([^']*)' does not match schema definition\.$/.exec(err.message)
+  if (mismatch === null) return err.message
+  const path = mismatch[1].replace(/\/properties\//g, '/').replace(/\/items(?=\/|$)/g, '/*')
+  return `${path === '' ? '/' : path} does not match the schema`
+}
+
 /** Compiles a route's schemas once; the returned functions only check. */
 export function compileCodec (settings: CodecSettings): Codec {
   const { inbound, outbound } = settings
@@ -157,17 +175,22 @@ export function compileCodec (settings: CodecSettings): Codec {
     } catch (err) {
       throw new FST_WS_INVALID_SCHEMA(settings.url, 'outbound', (err as Error).message)
     }
-    encode = stringify
+    const serialize = (value: unknown): string => {
+      try {
+        return stringify(value)
+      } catch (err) {
+        throw outboundError(serializerMismatch(err as Error), null, err)
+      }
+    }
+    encode = serialize
     if (settings.validateOutbound) {
       const validate = compileValidator(settings, 'outbound', outbound)
       encode = (value) => {
         if (!validate(value)) {
           const errors = validate.errors as ErrorObject[]
-          const err = new FST_WS_INVALID_OUTBOUND(explainValidation(errors, outbound, value))
-          Object.assign(err, { validation: errors })
-          throw err
+          throw outboundError(explainValidation(errors, outbound, value), errors)
         }
-        return stringify(value)
+        return serialize(value)
       }
     }
   }

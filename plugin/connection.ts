@@ -98,6 +98,10 @@ export class WebSocketConnection implements KeepaliveMember {
   #busy = true
   // Waiting messages as pairs: data, isBinary.
   #queue: Fifo<Buffer | boolean> | undefined = undefined
+  // Bytes of the messages received and not yet handled: those in #queue and
+  // the one an async hook is handling (#inHook of them).
+  #heldBytes = 0
+  #inHook = 0
   #paused = false
   #gone = false
   #finished = false
@@ -257,7 +261,10 @@ export class WebSocketConnection implements KeepaliveMember {
     // Nobody may be awaiting this send: a dead connection must not become an
     // unhandled rejection that takes the process down.
     sent.catch(noop)
-    reject(err)
+    // The same error as a send on a closed socket, whatever the stream said.
+    const closed = new WebSocketClosedError(readyStates[this.raw.readyState])
+    closed.cause = err
+    reject(closed)
   }
 
   close (code?: number, reason?: string): void {
@@ -279,6 +286,8 @@ export class WebSocketConnection implements KeepaliveMember {
   fail (code: number, reason: string): void {
     this.#discard = true
     this.#queue = undefined
+    this.#heldBytes = 0
+    this.#inHook = 0
     // Read again, if paused, so that the peer's close frame arrives.
     this.#resume()
     this.close(code, reason)
@@ -301,6 +310,8 @@ export class WebSocketConnection implements KeepaliveMember {
     this.#busy = false
     this.#discard = true
     this.#queue = undefined
+    this.#heldBytes = 0
+    this.#inHook = 0
     this.#reportError(err, true)
     this.#finishIfGone()
   }
@@ -308,13 +319,16 @@ export class WebSocketConnection implements KeepaliveMember {
   #onMessage (data: Buffer, isBinary: boolean): void {
     if (this.#discard) return
     if (!this.#busy) {
-      this.#dispatch(data, isBinary)
+      this.#deliver(data, isBinary)
       return
     }
     const queue = this.#queue ?? (this.#queue = new Fifo())
     queue.push(data)
     queue.push(isBinary)
-    if (queue.length >= 2 * this.#route.options.maxPendingMessages && !this.#paused) {
+    this.#heldBytes += data.length
+    const options = this.#route.options
+    if (!this.#paused && (queue.length >= 2 * options.maxPendingMessages ||
+        this.#heldBytes >= (options.maxPendingBytes ?? options.maxMessageSize))) {
       // Stop reading: TCP backpressure reaches the client until the queue drains.
       this.#paused = true
       this.raw.pause()
@@ -324,17 +338,29 @@ export class WebSocketConnection implements KeepaliveMember {
   /** Delivers queued messages, one at a time, until a hook goes async or the queue is empty. */
   #drain (): void {
     this.#busy = false
+    this.#heldBytes -= this.#inHook
+    this.#inHook = 0
     let queue = this.#queue
     while (queue !== undefined && queue.length > 0) {
       const data = queue.shift() as Buffer
       const isBinary = queue.shift() as boolean
-      this.#dispatch(data, isBinary)
+      this.#heldBytes -= data.length
+      this.#deliver(data, isBinary)
       if (this.#busy) return
       // A failure while dispatching drops the queue.
       queue = this.#queue
     }
     this.#resume()
     this.#finishIfGone()
+  }
+
+  /** Dispatches one message; while an async hook handles it, its bytes count as held. */
+  #deliver (data: Buffer, isBinary: boolean): void {
+    this.#dispatch(data, isBinary)
+    if (this.#busy) {
+      this.#inHook = data.length
+      this.#heldBytes += data.length
+    }
   }
 
   #dispatch (data: Buffer, isBinary: boolean): void {

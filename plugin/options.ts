@@ -15,6 +15,7 @@ export interface ConnectionOptions {
   compression: boolean | PerMessageDeflateOptions
   maxBufferedAmount: number
   maxPendingMessages: number
+  maxPendingBytes: number | undefined
   validateOutbound: boolean
   subprotocols: string[] | undefined
   selectSubprotocol: SubprotocolSelector | undefined
@@ -29,7 +30,8 @@ export const defaults: Readonly<ConnectionOptions> = Object.freeze({
   compression: false,
   maxBufferedAmount: 16 * 1024 * 1024,
   maxPendingMessages: 1024,
-  validateOutbound: false,
+  maxPendingBytes: undefined, // = maxMessageSize
+  validateOutbound: true,
   subprotocols: undefined,
   selectSubprotocol: undefined
 })
@@ -58,6 +60,7 @@ function checkOption (where: string, name: string, value: unknown): void {
   switch (name) {
     case 'maxMessageSize':
     case 'maxPendingMessages':
+    case 'maxPendingBytes':
     case 'closeTimeout':
     case 'maxBufferedAmount':
       checkCount(where, name, value, 1)

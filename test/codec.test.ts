@@ -290,6 +290,24 @@ t.test('encode with outbound uses fast-json-stringify', async (t) => {
   t.equal(ref.encode({ x: 1.9, y: 2, z: 3 }), '{"x":1,"y":2}', 'a $ref to a shared schema')
 })
 
+t.test('without validateOutbound a mismatch the serializer finds is FST_WS_INVALID_OUTBOUND, not a bare error', async (t) => {
+  const union = build({ outbound: ClientMsg })
+  const err = t.throws(() => union.encode({ type: 'said', from: 'x' }), {
+    code: 'FST_WS_INVALID_OUTBOUND',
+    message: 'Outbound message does not match the outbound schema: / does not match the schema'
+  }) as Error & { validation: unknown, cause: Error }
+  t.ok(err instanceof TypeError)
+  t.equal(err.validation, null, 'no ajv errors: nothing was validated')
+  t.match(err.cause.message, /does not match schema definition/, 'the serializer\'s error is the cause')
+  const Tagged = Type.Union([Type.Object({ t: Type.Literal('a') }), Type.Object({ t: Type.Literal('b') })])
+  const nested = build({ outbound: Type.Object({ list: Type.Array(Tagged), one: Type.Optional(Tagged) }) })
+  t.throws(() => nested.encode({ list: [{ t: 'a' }, { t: 'c' }] }), { message: /schema: \/list\/\* does not match the schema$/ })
+  t.throws(() => nested.encode({ list: [], one: { t: 'c' } }), { message: /schema: \/one does not match the schema$/ })
+  const required = build({ outbound: Type.Object({ from: Type.String() }) })
+  t.throws(() => required.encode({}), { code: 'FST_WS_INVALID_OUTBOUND', message: 'Outbound message does not match the outbound schema: "from" is required!' })
+  t.equal(union.ajvCalls() + nested.ajvCalls() + required.ajvCalls(), 0)
+})
+
 t.test('validateOutbound checks objects before serializing', async (t) => {
   const Out = Type.Object({ n: Type.Integer(), s: Type.String({ maxLength: 3 }) }, { additionalProperties: false })
   const codec = build({ outbound: Out, validateOutbound: true })

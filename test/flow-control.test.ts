@@ -48,6 +48,7 @@ t.test('a client that stops reading is cut off at maxBufferedAmount', async (t) 
   const closes: CloseSeen[] = []
   const result = deferred<{ sends: number, maxBuffered: number, error: unknown, stoppedAt: number }>()
   const settled = { flushed: 0, failed: 0 }
+  const rejections: unknown[] = []
 
   const server = await startServer(t, (app) => {
     app.get('/ws', {
@@ -66,7 +67,7 @@ t.test('a client that stops reading is cut off at maxBufferedAmount', async (t) 
         const deadline = Date.now() + 15_000
         while (sends < MAX_SENDS && Date.now() < deadline) {
           try {
-            socket.send(chunk).then(() => { settled.flushed++ }, () => { settled.failed++ })
+            socket.send(chunk).then(() => { settled.flushed++ }, (err: unknown) => { settled.failed++; rejections.push(err) })
           } catch (err) {
             error = err
             break
@@ -101,6 +102,12 @@ t.test('a client that stops reading is cut off at maxBufferedAmount', async (t) 
   t.equal(server.app.websocketClients.size, 0)
   await until(() => settled.flushed + settled.failed === sends, 5000, 'every send to settle')
   t.ok(settled.failed > 0, `the sends still queued when the link was destroyed were rejected (${settled.flushed} flushed, ${settled.failed} rejected)`)
+  const kinds = new Set(rejections.map((err) => {
+    const e = err as { code?: unknown, cause?: { code?: unknown } }
+    return `${err instanceof WebSocketClosedError ? 'WebSocketClosedError' : 'other'} ${String(e.code)} cause ${String(e.cause?.code)}`
+  }))
+  t.strictSame([...kinds], ['WebSocketClosedError FST_WS_CLOSED cause ERR_STREAM_DESTROYED'],
+    'each rejected with WebSocketClosedError, the stream\'s error as its cause')
 
   // What the client finds when it finally reads: data, then the end of the connection;
   // if the close frame made it out before the link was destroyed, it says why.

@@ -14,7 +14,8 @@ const contractDefaults = {
   compression: false,
   maxBufferedAmount: 16 * MiB,
   maxPendingMessages: 1024,
-  validateOutbound: false,
+  maxPendingBytes: undefined,
+  validateOutbound: true,
   subprotocols: undefined,
   selectSubprotocol: undefined
 }
@@ -73,7 +74,8 @@ t.test('every option is accepted with a valid value', async (t) => {
     compression: { threshold: 10 },
     maxBufferedAmount: 1,
     maxPendingMessages: 1,
-    validateOutbound: true,
+    maxPendingBytes: 1,
+    validateOutbound: false,
     selectSubprotocol: select
   })
   t.strictSame(resolved, {
@@ -85,7 +87,8 @@ t.test('every option is accepted with a valid value', async (t) => {
     compression: { threshold: 10 },
     maxBufferedAmount: 1,
     maxPendingMessages: 1,
-    validateOutbound: true,
+    maxPendingBytes: 1,
+    validateOutbound: false,
     subprotocols: undefined,
     selectSubprotocol: select
   })
@@ -110,7 +113,7 @@ t.test('undefined values are ignored (the default stays)', async (t) => {
 const where = 'fastify-typed-websocket options'
 
 t.test('counts must be integers in range', async (t) => {
-  const atLeastOne = ['maxMessageSize', 'maxPendingMessages', 'closeTimeout', 'maxBufferedAmount']
+  const atLeastOne = ['maxMessageSize', 'maxPendingMessages', 'maxPendingBytes', 'closeTimeout', 'maxBufferedAmount']
   const atLeastZero = ['pingInterval', 'pingTimeout']
   for (const name of [...atLeastOne, ...atLeastZero]) {
     const min = atLeastOne.includes(name) ? 1 : 0

@@ -476,6 +476,7 @@ t.test('outbound: fast-json-stringify with a schema, JSON.stringify without', as
     app.get('/fjs', {
       websocket: {
         outbound: Type.Object({ n: Type.Integer(), s: Type.String() }),
+        validateOutbound: false,
         message (socket) { return socket.send({ n: 1.7, s: 'a', extra: 'dropped' } as never) }
       }
     }, open)
@@ -530,7 +531,7 @@ function outboundProbe (results: Array<{ threw: unknown, returned: boolean }>) {
 }
 
 t.test('validateOutbound throws FST_WS_INVALID_OUTBOUND from send(), and nothing is written', async (t) => {
-  for (const level of ['plugin', 'route'] as const) {
+  for (const level of ['default', 'plugin', 'route'] as const) {
     const results: Array<{ threw: unknown, returned: boolean }> = []
     const server = await startServer(t, (app) => {
       app.get('/checked', { websocket: { ...outboundProbe(results), ...(level === 'route' ? { validateOutbound: true } : {}) } }, open)
@@ -552,10 +553,10 @@ t.test('validateOutbound throws FST_WS_INVALID_OUTBOUND from send(), and nothing
   }
 })
 
-t.test('without validateOutbound an outbound mismatch is not checked', async (t) => {
+t.test('with validateOutbound: false an outbound mismatch is not checked', async (t) => {
   const results: Array<{ threw: unknown, returned: boolean }> = []
   const server = await startServer(t, (app) => {
-    app.get('/unchecked', { websocket: outboundProbe(results) }, open)
+    app.get('/unchecked', { websocket: { ...outboundProbe(results), validateOutbound: false } }, open)
   })
   const ws = await connect(server.url('/unchecked'))
   const got = messages(ws, 2)

@@ -183,7 +183,12 @@ declare namespace fastifyTypedWebsocket {
     maxBufferedAmount?: number
     /** Messages waiting behind a slow `message` hook before the socket stops reading. Default 1024. */
     maxPendingMessages?: number
-    /** Also check outgoing objects against `outbound`; a mismatch throws. Default `false`. */
+    /**
+     * Bytes of received messages not yet handled (waiting, or in an async `message` hook)
+     * at which the socket stops reading. Default: `maxMessageSize`.
+     */
+    maxPendingBytes?: number
+    /** Check outgoing objects against `outbound` before serializing; a mismatch throws `FST_WS_INVALID_OUTBOUND`. Default `true`. */
     validateOutbound?: boolean
     /** Subprotocols the server speaks, most preferred first. */
     subprotocols?: string[]
