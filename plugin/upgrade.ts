@@ -13,6 +13,8 @@ export interface PendingUpgrade {
 
 export type UpgradeRequest = IncomingMessage & { [kUpgrade]?: PendingUpgrade }
 
+const MISSING_HOST = 'Missing Host header.'
+
 function destroyOnError (this: Duplex): void {
   this.destroy()
 }
@@ -37,6 +39,17 @@ export function createUpgradeListener (routing: (req: IncomingMessage, res: Serv
     response.shouldKeepAlive = false
     response.assignSocket(socket as Socket)
     response.once('finish', endConnection)
+    // RFC 6455 4.1 and RFC 9112 3.2: no Host, no upgrade. Node answers an
+    // ordinary request without Host with 400 before routing it; so does this.
+    if (req.headers.host === undefined || req.headers.host === '') {
+      response.writeHead(400, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': MISSING_HOST.length,
+        connection: 'close'
+      })
+      response.end(MISSING_HOST)
+      return
+    }
     req[kUpgrade] = { socket, head, response }
     routing(req, response)
   }

@@ -129,6 +129,24 @@ function plainRoute (app: FastifyInstance): void {
 
 // --- the Handshake table, row by row -------------------------------------------------------
 
+t.test('an upgrade without a Host header is answered 400 before any hook, as Node answers a GET without one', async (t) => {
+  const hooks: string[] = []
+  const server = await startServer(t, (app) => {
+    app.addHook('onRequest', async (request) => { hooks.push(request.url) })
+    app.get('/ws', { websocket: true }, function open () {})
+  })
+  const missing = 'Missing Host header.'
+  t.same(await rawAnswer(server.port, upgradeRequest('/ws', { host: null })), textAnswer(400, missing), 'no Host')
+  t.same(await rawAnswer(server.port, upgradeRequest('/ws', { host: '' })), textAnswer(400, missing), 'an empty Host')
+  t.same(await rawAnswer(server.port, upgradeRequest('/nowhere', { host: null })), textAnswer(400, missing), 'on any path')
+  t.same(await rawAnswer(server.port, upgradeRequest('/ws', { host: null }).replace('HTTP/1.1', 'HTTP/1.0')), textAnswer(400, missing), 'HTTP/1.0 too')
+  t.same(hooks, [], 'the request was never routed')
+  const plain = await rawHttp(server.port, 'GET /ws HTTP/1.1\r\n\r\n')
+  t.equal(plain.status, 400, 'Node\'s own answer to an ordinary GET without Host')
+  await rawAccepted(t, server.port, '/ws', {})
+  t.same(hooks, ['/ws'], 'with Host the upgrade is routed and accepted')
+})
+
 t.test('GET without Upgrade: websocket is answered 400 "Can \\"Upgrade\\" only to \\"WebSocket\\"."', async (t) => {
   const server = await startServer(t, plainRoute)
 
