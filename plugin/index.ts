@@ -58,7 +58,9 @@ fp(fastifyTypedWebsocket, { name: 'fastify-typed-websocket', fastify: '5.x' })
 
 // `require`, `import` default and `import { fastifyTypedWebsocket }` all get the plugin.
 module.exports = fastifyTypedWebsocket
-module.exports.default = fastifyTypedWebsocket
+// On the function itself: the `__esModule` flag tsc sets is on the replaced
+// exports object, so bundlers see a plain CommonJS module whose default is the plugin.
+Object.assign(fastifyTypedWebsocket, { default: fastifyTypedWebsocket })
 module.exports.fastifyTypedWebsocket = fastifyTypedWebsocket
 module.exports.WebSocketClosedError = WebSocketClosedError
 module.exports.CloseCode = CloseCode
