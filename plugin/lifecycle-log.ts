@@ -56,8 +56,34 @@ export function closeDetails (
   }
 }
 
-/** Whether the request's lifecycle is logged: Fastify's `disableRequestLogging` (a boolean or a function of the request). */
+interface LogController { isLogDisabled (request: unknown): boolean }
+
+const controllers = new WeakMap<object, LogController | null>()
+
+// Fastify's log controller (5.8+) decides whether request lines are logged; it
+// is not exported, so it is found by its symbol's name, once per instance.
+function logControllerOf (instance: object): LogController | null {
+  let controller = controllers.get(instance)
+  if (controller !== undefined) return controller
+  controller = null
+  for (let o: object | null = instance; o !== null && controller === null; o = Object.getPrototypeOf(o) as object | null) {
+    for (const key of Object.getOwnPropertySymbols(o)) {
+      if (key.description === 'fastify.logController') controller = (o as Record<symbol, LogController>)[key]
+    }
+  }
+  controllers.set(instance, controller)
+  return controller
+}
+
+/**
+ * Whether the request's lifecycle is logged, as Fastify decides for its own
+ * request lines: `disableRequestLogging` (a boolean or a function of the
+ * request) or a `logController`'s `isLogDisabled()`.
+ */
 export function logsLifecycle (request: FastifyRequest): boolean {
+  const controller = logControllerOf(request.server)
+  if (controller !== null) return !controller.isLogDisabled(request)
+  // Fastify before the log controller.
   const disabled = (request.server.initialConfig as { disableRequestLogging?: boolean | ((req: unknown) => boolean) }).disableRequestLogging
   return typeof disabled === 'function' ? !disabled(request) : disabled !== true
 }
