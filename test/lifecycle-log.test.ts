@@ -129,7 +129,7 @@ t.test("the route's logLevel and disableRequestLogging are honoured", async (t) 
 
 t.test("a logController's isLogDisabled() is honoured", async (t) => {
   class Quiet extends LogController {
-    isLogDisabled (request: { url?: string }): boolean { return request.url === '/quiet' }
+    override isLogDisabled (request: { url?: string }): boolean { return request.url === '/quiet' }
   }
   const server = await startServer(t, (app) => {
     app.get('/quiet', { websocket: true }, function open () {})
