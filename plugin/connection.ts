@@ -8,6 +8,9 @@ import { Fifo } from './fifo'
 import { WebSocketClosedError } from './errors'
 import { kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
 import type { ConnectionOptions, Handler, HandlerName } from './options'
+import { callHook, closeChannel, dropChannel, invalidMessageChannel, messageChannel, openChannel, rateLimitChannel } from './diagnostics'
+import { closeDetails, logsLifecycle, type CloseDetails, type ClosedBy, type Traffic, type WireCount } from './lifecycle-log'
+import { TokenBucket } from './rate-limit'
 
 /** What a connection needs from its route, compiled once per route. */
 export interface RouteRuntime {
@@ -89,6 +92,9 @@ export class WebSocketConnection implements KeepaliveMember {
   readonly #socket: Writable
   closeCode: number | undefined = undefined
   closeReason: string | undefined = undefined
+  closedBy: ClosedBy | undefined = undefined
+  serverCloseCode: number | undefined = undefined
+  serverCloseReason: string | undefined = undefined
 
   #route: RouteRuntime
   #instance: FastifyInstance
@@ -113,6 +119,10 @@ export class WebSocketConnection implements KeepaliveMember {
   // Writes complete in order, so one callback serves them all.
   #unflushed: Fifo<unknown> | undefined = undefined
   #onFlushed: ((err?: Error | null) => void) | undefined = undefined
+  readonly #traffic: Traffic
+  readonly #logsLifecycle: boolean
+  readonly #bucket: TokenBucket | undefined
+  #closeDetails: CloseDetails | undefined = undefined
 
   constructor (raw: WebSocket, socket: Writable, request: FastifyRequest, route: RouteRuntime, instance: FastifyInstance, registry: Registry) {
     this.raw = raw
@@ -122,6 +132,10 @@ export class WebSocketConnection implements KeepaliveMember {
     this.#route = route
     this.#instance = instance
     this.#registry = registry
+    const wire = socket as WireCount
+    this.#traffic = { openedAt: Date.now(), messagesIn: 0, messagesOut: 0, bytesRead: wire.bytesRead ?? 0, bytesWritten: wire.bytesWritten ?? 0 }
+    this.#logsLifecycle = logsLifecycle(request)
+    this.#bucket = route.options.rateLimit === undefined ? undefined : new TokenBucket(route.options.rateLimit)
     ;(raw as unknown as Tagged)[kConnection] = this
     raw.on('message', WebSocketConnection.#receive)
     raw.on('close', WebSocketConnection.#closed)
@@ -178,9 +192,11 @@ export class WebSocketConnection implements KeepaliveMember {
   start (): void {
     this.#registry.add(this)
     this.#route.keepalive?.add(this)
+    if (this.#logsLifecycle) this.log.info('websocket opened')
+    if (openChannel.hasSubscribers) openChannel.publish({ socket: this, request: this.request })
     let result: unknown
     try {
-      result = this.#route.open.call(this.#instance, this, this.request)
+      result = callHook('open', this.#route.open, this.#instance, this, this.request)
     } catch (err) {
       this.#openFailed(err)
       return
@@ -202,6 +218,7 @@ export class WebSocketConnection implements KeepaliveMember {
     const waiting = this.#unflushed === undefined ? 0 : this.#unflushed.length / 3
     if (raw.bufferedAmount + waiting * MESSAGE_COST > this.#route.options.maxBufferedAmount) {
       this.log.warn({ bufferedAmount: raw.bufferedAmount, messages: waiting }, 'websocket peer is not reading; closing')
+      if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages: waiting })
       this.fail(CloseCode.PolicyViolation, 'send buffer full')
       throw new WebSocketClosedError(readyStates[raw.readyState])
     }
@@ -221,6 +238,11 @@ export class WebSocketConnection implements KeepaliveMember {
       binary = options?.binary ?? false
     }
     const opts = binary ? BINARY : TEXT
+    this.#traffic.messagesOut++
+    if (messageChannel.hasSubscribers) {
+      const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength
+      messageChannel.publish({ socket: this, direction: 'out', bytes, binary })
+    }
     // Fast path: nothing is waiting to be written, so the frame goes to the
     // network within this call; a callback per write would cost Node a closure
     // and a tick per writev.
@@ -271,7 +293,11 @@ export class WebSocketConnection implements KeepaliveMember {
     const raw = this.raw
     if (raw.readyState === WebSocket.CLOSING || raw.readyState === WebSocket.CLOSED) return
     if (code !== undefined && !Number.isInteger(code)) throw new TypeError(`A close code is an integer, got ${code}`)
-    raw.close(code, reason === undefined ? undefined : truncateReason(reason))
+    const cut = reason === undefined ? undefined : truncateReason(reason)
+    raw.close(code, cut)
+    // ws validated the code; a close frame without one means 1005.
+    this.serverCloseCode = code ?? CloseCode.NoStatus
+    this.serverCloseReason = cut ?? ''
   }
 
   ping (data?: string | Buffer): void {
@@ -318,14 +344,27 @@ export class WebSocketConnection implements KeepaliveMember {
 
   #onMessage (data: Buffer, isBinary: boolean): void {
     if (this.#discard) return
-    if (!this.#busy) {
-      this.#deliver(data, isBinary)
+    this.#traffic.messagesIn++
+    if (messageChannel.hasSubscribers) messageChannel.publish({ socket: this, direction: 'in', bytes: data.length, binary: isBinary })
+    const bucket = this.#bucket
+    if (bucket !== undefined && bucket.closes && !bucket.take(data.length)) {
+      this.#rateLimited(bucket, data.length)
       return
+    }
+    // With action 'pause', tokens are taken when the message is delivered.
+    let throttled = false
+    if (!this.#busy) {
+      if (bucket === undefined || bucket.closes || bucket.take(data.length)) {
+        this.#deliver(data, isBinary)
+        return
+      }
+      throttled = true
     }
     const queue = this.#queue ?? (this.#queue = new Fifo())
     queue.push(data)
     queue.push(isBinary)
     this.#heldBytes += data.length
+    if (throttled) this.#rateLimited(bucket as TokenBucket, data.length)
     const options = this.#route.options
     if (!this.#paused && (queue.length >= 2 * options.maxPendingMessages ||
         this.#heldBytes >= (options.maxPendingBytes ?? options.maxMessageSize))) {
@@ -342,6 +381,11 @@ export class WebSocketConnection implements KeepaliveMember {
     this.#inHook = 0
     let queue = this.#queue
     while (queue !== undefined && queue.length > 0) {
+      const bucket = this.#bucket
+      if (bucket !== undefined && !bucket.closes && !bucket.take((queue.peek() as Buffer).length)) {
+        this.#rateLimited(bucket, (queue.peek() as Buffer).length)
+        return
+      }
       const data = queue.shift() as Buffer
       const isBinary = queue.shift() as boolean
       this.#heldBytes -= data.length
@@ -361,6 +405,26 @@ export class WebSocketConnection implements KeepaliveMember {
       this.#inHook = data.length
       this.#heldBytes += data.length
     }
+  }
+
+  /**
+   * The bucket is empty. 'close': 1008. 'pause': stop reading (TCP
+   * backpressure; nothing is dropped) and hold the queue until tokens return.
+   */
+  #rateLimited (bucket: TokenBucket, size: number): void {
+    const waitMs = bucket.closes ? 0 : bucket.wait(size)
+    if (rateLimitChannel.hasSubscribers) rateLimitChannel.publish({ socket: this, action: bucket.closes ? 'close' : 'pause', waitMs })
+    if (bucket.closes) {
+      this.log.debug('websocket rate limit exceeded; closing')
+      this.fail(CloseCode.PolicyViolation, 'rate limit exceeded')
+      return
+    }
+    this.#busy = true
+    if (!this.#paused) {
+      this.#paused = true
+      this.raw.pause()
+    }
+    setTimeout(() => this.#drain(), waitMs)
   }
 
   #dispatch (data: Buffer, isBinary: boolean): void {
@@ -388,23 +452,24 @@ export class WebSocketConnection implements KeepaliveMember {
     } else {
       msg = data.toString()
     }
-    this.#runHook(message, msg)
+    this.#runHook('message', message, msg)
   }
 
   #invalid (err: Error, text: string): void {
+    if (invalidMessageChannel.hasSubscribers) invalidMessageChannel.publish({ socket: this, error: err, raw: text })
     const hook = this.#route.handlers.invalidMessage
     if (hook === undefined) {
       this.fail(CloseCode.InvalidPayload, err.message)
       return
     }
-    this.#runHook(hook, err, text)
+    this.#runHook('invalidMessage', hook, err, text)
   }
 
   /** Runs a message-ordered hook; an async one holds the queue until it settles. */
-  #runHook (hook: Handler, arg: unknown, extra?: unknown): void {
+  #runHook (name: HandlerName, hook: Handler, arg: unknown, extra?: unknown): void {
     let result: unknown
     try {
-      result = hook.call(this.#instance, this, arg, extra)
+      result = callHook(name, hook, this.#instance, this, arg, extra)
     } catch (err) {
       this.#reportError(err, false)
       return
@@ -424,7 +489,7 @@ export class WebSocketConnection implements KeepaliveMember {
     if (hook === undefined) return this.#defaultError(err)
     let result: unknown
     try {
-      result = hook.call(this.#instance, this, err)
+      result = callHook('error', hook, this.#instance, this, err)
     } catch (hookErr) {
       return this.#defaultError(hookErr)
     }
@@ -445,7 +510,7 @@ export class WebSocketConnection implements KeepaliveMember {
     if (hook === undefined || this.#phase === Phase.Failed) return
     let result: unknown
     try {
-      result = hook.call(this.#instance, this, data)
+      result = callHook(name, hook, this.#instance, this, data)
     } catch (err) {
       this.#reportError(err, false)
       return
@@ -485,6 +550,10 @@ export class WebSocketConnection implements KeepaliveMember {
     this.closeReason = reason.toString()
     this.#route.keepalive?.delete(this)
     this.#registry.closed(this)
+    const details = this.#closeDetails = closeDetails(code, this.closeReason, this.serverCloseCode, this.serverCloseReason, this.#traffic, this.#socket as WireCount)
+    this.closedBy = details.closedBy
+    if (this.#logsLifecycle) this.log.info(details, 'websocket closed')
+    if (closeChannel.hasSubscribers) closeChannel.publish({ socket: this, ...details })
     this.#finishIfGone()
   }
 
@@ -504,7 +573,7 @@ export class WebSocketConnection implements KeepaliveMember {
     }
     let result: unknown
     try {
-      result = hook.call(this.#instance, this, this.closeCode, this.closeReason)
+      result = callHook('close', hook, this.#instance, this, this.closeCode, this.closeReason, this.#closeDetails)
     } catch (err) {
       return failed(err)
     }

@@ -14,6 +14,11 @@ export class Fifo<T> {
     this.#items.push(item)
   }
 
+  /** The oldest item, left in place; the queue must not be empty. */
+  peek (): T {
+    return this.#items[this.#head] as T
+  }
+
   /** The oldest item; the queue must not be empty. */
   shift (): T {
     const items = this.#items

@@ -6,7 +6,7 @@ import { KeepaliveClocks } from './keepalive'
 import { injectWS, type InjectWSOptions } from './inject'
 import { resolvePluginOptions } from './options'
 import { ClientRegistry } from './registry'
-import { compileRoutes, createRouteHook, type PluginState } from './route'
+import { compileRoutes, ConnectionCount, createRouteHook, type PluginState } from './route'
 import { createUpgradeListener } from './upgrade'
 
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
@@ -25,7 +25,8 @@ const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = fu
     routes: [],
     openHandlers: new WeakSet(),
     maxCloseTimeout: 0,
-    keepalive: new KeepaliveClocks()
+    keepalive: new KeepaliveClocks(),
+    connections: new ConnectionCount(options.maxConnections)
   }
   state.maxCloseTimeout = state.options.closeTimeout
 

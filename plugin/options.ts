@@ -1,5 +1,6 @@
 import type { PerMessageDeflateOptions } from 'ws'
 import { FST_WS_INVALID_OPTION } from './errors'
+import type { RateLimit } from './rate-limit'
 
 export type OriginCheck = (origin: string, request: unknown) => boolean | Promise<boolean>
 export type OriginOption = true | Array<string | RegExp> | OriginCheck
@@ -19,6 +20,9 @@ export interface ConnectionOptions {
   validateOutbound: boolean
   subprotocols: string[] | undefined
   selectSubprotocol: SubprotocolSelector | undefined
+  /** Open connections allowed (plugin: in all, route: on it); unlimited when absent. */
+  maxConnections: number | undefined
+  rateLimit: RateLimit | undefined
 }
 
 export const defaults: Readonly<ConnectionOptions> = Object.freeze({
@@ -33,7 +37,9 @@ export const defaults: Readonly<ConnectionOptions> = Object.freeze({
   maxPendingBytes: undefined, // = maxMessageSize
   validateOutbound: true,
   subprotocols: undefined,
-  selectSubprotocol: undefined
+  selectSubprotocol: undefined,
+  maxConnections: undefined,
+  rateLimit: undefined
 })
 
 const handlerNames = ['message', 'close', 'ping', 'pong', 'error', 'invalidMessage'] as const
@@ -63,7 +69,11 @@ function checkOption (where: string, name: string, value: unknown): void {
     case 'maxPendingBytes':
     case 'closeTimeout':
     case 'maxBufferedAmount':
+    case 'maxConnections':
       checkCount(where, name, value, 1)
+      return
+    case 'rateLimit':
+      checkRateLimit(where, value)
       return
     case 'pingInterval':
     case 'pingTimeout':
@@ -99,6 +109,24 @@ function checkOption (where: string, name: string, value: unknown): void {
   }
 }
 
+const rateLimitKeys = new Set(['messages', 'bytes', 'interval', 'action'])
+
+function checkRateLimit (where: string, value: unknown): void {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    fail(where, 'rateLimit must be an object { messages, bytes?, interval, action }')
+  }
+  const limit = value as Record<string, unknown>
+  for (const key of Object.keys(limit)) {
+    if (!rateLimitKeys.has(key)) fail(where, `rateLimit: unknown option "${key}"`)
+  }
+  checkCount(where, 'rateLimit.messages', limit.messages, 1)
+  if (limit.bytes !== undefined) checkCount(where, 'rateLimit.bytes', limit.bytes, 1)
+  checkCount(where, 'rateLimit.interval', limit.interval, 1)
+  if (limit.action !== 'pause' && limit.action !== 'close') {
+    fail(where, `rateLimit.action must be 'pause' or 'close', got ${String(limit.action)}`)
+  }
+}
+
 const knownPluginOptions = new Set(Object.keys(defaults))
 
 // Resolved options whose pingTimeout was set explicitly rather than following pingInterval.
@@ -121,7 +149,10 @@ function mergeOptions (base: ConnectionOptions, input: Input, where: string, kno
     if (value === undefined) continue
     if (!known.has(name)) fail(where, `unknown option "${name}"`)
     checkOption(where, name, value)
-    if (knownPluginOptions.has(name)) merged[name] = value
+    if (name === 'rateLimit') {
+      const { messages, bytes, interval, action } = value as RateLimit
+      merged[name] = { messages, bytes, interval, action }
+    } else if (knownPluginOptions.has(name)) merged[name] = value
   }
   const result = merged as unknown as ConnectionOptions
   // pingTimeout follows pingInterval unless it was given, here or by the plugin.

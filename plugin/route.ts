@@ -26,6 +26,21 @@ export interface PluginState {
   /** The longest closeTimeout of any route: how long shutdown may take. */
   maxCloseTimeout: number
   keepalive: KeepaliveClocks
+  /** Connections open on every route, for the plugin's maxConnections. */
+  connections: ConnectionCount
+}
+
+/** Open connections, counted from the 101 to ws's 'close' (emitted exactly once). */
+export class ConnectionCount {
+  count = 0
+  readonly max: number
+  constructor (max: number | undefined) {
+    this.max = max ?? Infinity
+  }
+
+  get full (): boolean {
+    return this.count >= this.max
+  }
 }
 
 interface CompiledRoute extends RouteRuntime {
@@ -33,6 +48,7 @@ interface CompiledRoute extends RouteRuntime {
   checkOrigin: OriginVerdict
   subprotocols: string[] | undefined
   selectSubprotocol: SubprotocolSelector | undefined
+  connections: ConnectionCount
 }
 
 export interface WebSocketRoute {
@@ -42,6 +58,9 @@ export interface WebSocketRoute {
   open: Handler
   compiled: CompiledRoute | undefined
 }
+
+// What a refused upgrade over maxConnections suggests before trying again.
+const RETRY_AFTER_SECONDS = '5'
 
 const kAccept = Symbol('fastify-typed-websocket.accept')
 
@@ -168,7 +187,8 @@ export function compileRoutes (state: PluginState): void {
       wss,
       checkOrigin: compileOriginCheck(options.checkOrigin),
       subprotocols: options.subprotocols,
-      selectSubprotocol: options.selectSubprotocol
+      selectSubprotocol: options.selectSubprotocol,
+      connections: new ConnectionCount(options.maxConnections)
     }
     state.maxCloseTimeout = Math.max(state.maxCloseTimeout, options.closeTimeout)
   }
@@ -228,6 +248,13 @@ function accept (instance: FastifyInstance, state: PluginState, compiled: Compil
     reply.code(503).header('connection', 'close').send({ error: 'Service Unavailable', message: 'Service Unavailable', statusCode: 503 })
     return undefined
   }
+  const total = state.connections
+  const onRoute = compiled.connections
+  if (total.full || onRoute.full) {
+    reply.code(503).header('retry-after', RETRY_AFTER_SECONDS).header('connection', 'close')
+      .send({ error: 'Service Unavailable', message: 'Too many connections', statusCode: 503 })
+    return undefined
+  }
   const raw = request.raw as AcceptingRequest
   const upgrade = raw[kUpgrade]
   if (upgrade === undefined) throw new FST_WS_NO_UPGRADE_SOCKET()
@@ -237,6 +264,15 @@ function accept (instance: FastifyInstance, state: PluginState, compiled: Compil
   compiled.wss.handleUpgrade(raw, upgrade.socket, upgrade.head, (ws) => {
     raw[kAccept] = undefined
     raw[kUpgrade] = undefined
+    // The callback runs within handleUpgrade: a handshake ws aborts is never counted.
+    if (total.max !== Infinity || onRoute.max !== Infinity) {
+      total.count++
+      onRoute.count++
+      ws.once('close', () => {
+        total.count--
+        onRoute.count--
+      })
+    }
     new WebSocketConnection(ws, upgrade.socket, request, compiled, instance, state.registry).start()
   })
   return undefined

@@ -17,7 +17,9 @@ const contractDefaults = {
   maxPendingBytes: undefined,
   validateOutbound: true,
   subprotocols: undefined,
-  selectSubprotocol: undefined
+  selectSubprotocol: undefined,
+  maxConnections: undefined,
+  rateLimit: undefined
 }
 
 const invalidOption = (_where: string, message: RegExp) => ({ code: 'FST_WS_INVALID_OPTION', message })
@@ -76,7 +78,9 @@ t.test('every option is accepted with a valid value', async (t) => {
     maxPendingMessages: 1,
     maxPendingBytes: 1,
     validateOutbound: false,
-    selectSubprotocol: select
+    selectSubprotocol: select,
+    maxConnections: 1,
+    rateLimit: { messages: 1, interval: 1, action: 'close' }
   })
   t.strictSame(resolved, {
     maxMessageSize: 1,
@@ -90,7 +94,9 @@ t.test('every option is accepted with a valid value', async (t) => {
     maxPendingBytes: 1,
     validateOutbound: false,
     subprotocols: undefined,
-    selectSubprotocol: select
+    selectSubprotocol: select,
+    maxConnections: 1,
+    rateLimit: { messages: 1, bytes: undefined, interval: 1, action: 'close' }
   })
   t.equal(resolvePluginOptions({ checkOrigin: true }).checkOrigin, true)
   const list = ['https://a.example', /\.b\.example$/]
@@ -253,4 +259,23 @@ t.test('a route error names the route', async (t) => {
   t.equal(err.message, 'Route "/rooms/:room": maxMessageSize must be an integer >= 1, got -1')
   t.ok(err instanceof TypeError)
   t.equal((err as Error & { statusCode?: number }).statusCode, 500)
+})
+
+t.test('rateLimit is checked', async (t) => {
+  const bad: Array<[unknown, RegExp]> = [
+    [null, /rateLimit must be an object \{ messages, bytes\?, interval, action \}/],
+    [[], /rateLimit must be an object/],
+    [{ messages: 1, interval: 1, action: 'pause', burst: 2 }, /rateLimit: unknown option "burst"/],
+    [{ interval: 1, action: 'pause' }, /rateLimit\.messages must be an integer >= 1, got undefined/],
+    [{ messages: 1, bytes: 0, interval: 1, action: 'pause' }, /rateLimit\.bytes must be an integer >= 1, got 0/],
+    [{ messages: 1, interval: 0.5, action: 'pause' }, /rateLimit\.interval must be an integer >= 1, got 0\.5/],
+    [{ messages: 1, interval: 1 }, /rateLimit\.action must be 'pause' or 'close', got undefined/],
+    [{ messages: 1, interval: 1, action: 'drop' }, /rateLimit\.action must be 'pause' or 'close', got drop/]
+  ]
+  for (const [rateLimit, message] of bad) {
+    t.throws(() => resolvePluginOptions({ rateLimit }), invalidOption(where, message), JSON.stringify(rateLimit))
+  }
+  const route = resolveRouteOptions(resolvePluginOptions({}), { rateLimit: { messages: 5, bytes: 100, interval: 1000, action: 'pause' } }, '/r')
+  t.strictSame(route.options.rateLimit, { messages: 5, bytes: 100, interval: 1000, action: 'pause' })
+  t.throws(() => resolvePluginOptions({ maxConnections: 0 }), invalidOption(where, /maxConnections must be an integer >= 1, got 0/))
 })

@@ -133,6 +133,12 @@ declare namespace fastifyTypedWebsocket {
     readonly closeCode: number | undefined
     /** The peer's close reason once the connection is gone. */
     readonly closeReason: string | undefined
+    /** Once the connection is gone: whose close frame came first, or `network` when the link died without one. */
+    readonly closedBy: ClosedBy | undefined
+    /** The code the server sent in its close frame (1005: none given), if it sent one. */
+    readonly serverCloseCode: number | undefined
+    /** The reason the server sent in its close frame, if it sent one. */
+    readonly serverCloseReason: string | undefined
     /** True while messages can be sent. */
     readonly isOpen: boolean
     /** Bytes queued for sending but not yet flushed. */
@@ -142,6 +148,38 @@ declare namespace fastifyTypedWebsocket {
   }
 
   export type HookResult = void | Promise<unknown>
+
+  /** Who ended a connection: the server's close frame came first, the client's, or neither (the link died). */
+  export type ClosedBy = 'server' | 'client' | 'network'
+
+  /** The `close` hook's 4th argument; also the fields of the `websocket closed` log line. */
+  export interface CloseDetails {
+    closedBy: ClosedBy
+    /** The code of the side that closed first (1006 when the link died). */
+    code: number
+    reason: string
+    /** What the server sent in its close frame, if it sent one. */
+    serverCode: number | undefined
+    serverReason: string | undefined
+    /** What the peer sent (1005: a close frame without a code, 1006: none). */
+    peerCode: number
+    peerReason: string
+    durationMs: number
+    messagesIn: number
+    messagesOut: number
+    /** Bytes on the wire after the handshake, frame headers included. */
+    bytesIn: number
+    bytesOut: number
+  }
+
+  /** A token bucket per connection: `messages` (and `bytes`) per `interval` ms, which is also the burst allowed. */
+  export interface RateLimitOptions {
+    messages: number
+    bytes?: number
+    interval: number
+    /** `pause`: stop reading until tokens return (TCP backpressure, nothing dropped); `close`: close with 1008 `rate limit exceeded`. */
+    action: 'pause' | 'close'
+  }
 
   /** The route handler: Tornado's `open()`. Messages that arrive while it runs wait, in order. */
   export type OpenHandler<Socket> = (this: FastifyInstance, socket: Socket, request: Socket extends TypedWebSocket<unknown, infer R> ? R : FastifyRequest) => HookResult
@@ -194,6 +232,10 @@ declare namespace fastifyTypedWebsocket {
     subprotocols?: string[]
     /** Picks a subprotocol from those the client offered; return nothing for none. */
     selectSubprotocol?: SubprotocolSelector<Request>
+    /** Open connections allowed: in all for the plugin's option, on the route for a route's. Beyond it an upgrade gets 503 with `Retry-After`. Default: unlimited. */
+    maxConnections?: number
+    /** Messages (and bytes) a connection may send per interval. Default: unlimited. */
+    rateLimit?: RateLimitOptions
   }
 
   export type FastifyTypedWebsocketOptions = WebSocketOptions
@@ -213,8 +255,8 @@ declare namespace fastifyTypedWebsocket {
     binary?: Binary
     /** Each data message, one at a time per connection, in arrival order. */
     message?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, msg: InboundOf<Inbound, Binary>) => HookResult
-    /** Once, after the connection is gone, if `open` completed. */
-    close?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, code: number, reason: string) => HookResult
+    /** Once, after the connection is gone, if `open` completed: the peer's code and reason, and who closed with what. */
+    close?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, code: number, reason: string, details: CloseDetails) => HookResult
     /** A ping arrived (it was already answered). */
     ping?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult
     /** A pong arrived. */

@@ -1,0 +1,89 @@
+import type { FastifyRequest } from 'fastify'
+import { CloseCode } from './close-codes'
+
+/** Who started the end of a connection: the server's close frame, the peer's, or neither (the link died). */
+export type ClosedBy = 'server' | 'client' | 'network'
+
+/** What the `close` hook gets as its 4th argument, the `websocket closed` log line and the close channel carry. */
+export interface CloseDetails {
+  closedBy: ClosedBy
+  /** The code of the side that closed first (the peer's 1006 when the link died). */
+  code: number
+  reason: string
+  /** What the server sent, if it sent a close frame. */
+  serverCode: number | undefined
+  serverReason: string | undefined
+  /** What the peer sent (1005: a close frame without a code, 1006: none). */
+  peerCode: number
+  peerReason: string
+  durationMs: number
+  messagesIn: number
+  messagesOut: number
+  /** Bytes on the wire after the handshake, frames included. */
+  bytesIn: number
+  bytesOut: number
+}
+
+/** Bytes a socket has read and written so far; 0 for streams that do not count. */
+export interface WireCount { bytesRead?: number, bytesWritten?: number }
+
+export interface Traffic {
+  openedAt: number
+  messagesIn: number
+  messagesOut: number
+  bytesRead: number
+  bytesWritten: number
+}
+
+export function closeDetails (
+  peerCode: number, peerReason: string, serverCode: number | undefined, serverReason: string | undefined,
+  traffic: Traffic, wire: WireCount
+): CloseDetails {
+  const closedBy: ClosedBy = serverCode !== undefined ? 'server' : peerCode === CloseCode.Abnormal ? 'network' : 'client'
+  return {
+    closedBy,
+    code: serverCode ?? peerCode,
+    reason: serverReason ?? peerReason,
+    serverCode,
+    serverReason,
+    peerCode,
+    peerReason,
+    durationMs: Date.now() - traffic.openedAt,
+    messagesIn: traffic.messagesIn,
+    messagesOut: traffic.messagesOut,
+    bytesIn: (wire.bytesRead ?? 0) - traffic.bytesRead,
+    bytesOut: (wire.bytesWritten ?? 0) - traffic.bytesWritten
+  }
+}
+
+interface LogController { isLogDisabled (request: unknown): boolean }
+
+const controllers = new WeakMap<object, LogController | null>()
+
+// Fastify's log controller (5.8+) decides whether request lines are logged; it
+// is not exported, so it is found by its symbol's name, once per instance.
+function logControllerOf (instance: object): LogController | null {
+  let controller = controllers.get(instance)
+  if (controller !== undefined) return controller
+  controller = null
+  for (let o: object | null = instance; o !== null && controller === null; o = Object.getPrototypeOf(o) as object | null) {
+    for (const key of Object.getOwnPropertySymbols(o)) {
+      if (key.description === 'fastify.logController') controller = (o as Record<symbol, LogController>)[key]
+    }
+  }
+  controllers.set(instance, controller)
+  return controller
+}
+
+/**
+ * Whether the request's lifecycle is logged, as Fastify decides for its own
+ * request lines: `disableRequestLogging` (a boolean or a function of the
+ * request) or a `logController`'s `isLogDisabled()`.
+ */
+export function logsLifecycle (request: FastifyRequest): boolean {
+  const controller = logControllerOf(request.server)
+  if (controller !== null) return !controller.isLogDisabled(request)
+  // Fastify before the log controller.
+  const disabled = (request.server.initialConfig as { disableRequestLogging?: boolean | ((req: unknown) => boolean) }).disableRequestLogging
+  return typeof disabled === 'function' ? !disabled(request) : disabled !== true
+}
