@@ -16,6 +16,7 @@ export interface ConnectionOptions {
   maxBufferedAmount: number
   maxPendingMessages: number
   validateOutbound: boolean
+  heartbeat: boolean
   subprotocols: string[] | undefined
   selectSubprotocol: SubprotocolSelector | undefined
 }
@@ -30,6 +31,7 @@ export const defaults: Readonly<ConnectionOptions> = Object.freeze({
   maxBufferedAmount: 16 * 1024 * 1024,
   maxPendingMessages: 1024,
   validateOutbound: false,
+  heartbeat: false,
   subprotocols: undefined,
   selectSubprotocol: undefined
 })
@@ -78,6 +80,7 @@ function checkOption (where: string, name: string, value: unknown): void {
       }
       return
     case 'validateOutbound':
+    case 'heartbeat':
     case 'binary':
       if (typeof value !== 'boolean') fail(where, `${name} must be a boolean`)
       return

@@ -185,6 +185,11 @@ declare namespace fastifyTypedWebsocket {
     maxPendingMessages?: number
     /** Also check outgoing objects against `outbound`; a mismatch throws. Default `false`. */
     validateOutbound?: boolean
+    /**
+     * Answer the client's heartbeat (an empty text message, as sent by `fastify-typed-websocket/client`)
+     * with an empty text message, before validation and without calling `message`. Default `false`.
+     */
+    heartbeat?: boolean
     /** Subprotocols the server speaks, most preferred first. */
     subprotocols?: string[]
     /** Picks a subprotocol from those the client offered; return nothing for none. */
