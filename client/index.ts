@@ -345,8 +345,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     }
     const max = this.#options.maxQueue
     const bytes = utf8Length(text)
-    if (this.#queue.length >= (max?.messages ?? 1000) || this.#queuedBytes + bytes > (max?.bytes ?? 1024 * 1024)) {
-      throw new ClientQueueFullError(`the offline queue is full (${this.#queue.length} messages, ${this.#queuedBytes} bytes)`)
+    if (this.#queue.length / 2 >= (max?.messages ?? 1000) || this.#queuedBytes + bytes > (max?.bytes ?? 1024 * 1024)) {
+      throw new ClientQueueFullError(`the offline queue is full (${this.#queue.length / 2} messages, ${this.#queuedBytes} bytes)`)
     }
     this.#queue.push(text, requestId ?? '')
     this.#queuedBytes += bytes
@@ -408,9 +408,9 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     socket.onmessage = (event) => this.#receive(event.data)
     socket.onerror = () => {}
     socket.onclose = (event) => {
-      this.#detach()
       this.closeCode = event.code
       this.closeReason = event.reason
+      this.#detach()
       if (opened) this.#lost(event.code)
       else this.#failedBeforeOpen(url.href)
     }
@@ -449,12 +449,10 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       if (!((this.offsets.get(key) ?? -Infinity) >= offset)) this.offsets.set(key, offset)
     }
     const id = msg?.id
-    if (typeof id === 'string') {
-      const pending = this.#pending.get(id)
-      if (pending !== undefined) {
-        pending.resolve(msg)
-        return
-      }
+    if (typeof id === 'string' && /^r\d+$/.test(id) && Number(id.slice(1)) <= this.#requestSeq) {
+      // An answer to one of this client's requests; a late one (timed out, aborted) is dropped.
+      this.#pending.get(id)?.resolve(msg)
+      return
     }
     this.#emit('message', msg)
     const tag = msg?.[this.#tag]
