@@ -146,7 +146,7 @@ export class AbortError extends ClientError {
   }
 }
 
-/** A server message that failed `outbound` (`validate: true`); given to `on('error')`. */
+/** A server message that is not JSON or fails `outbound` (`validate: true`); given to `on('invalidMessage')`. */
 export class InvalidServerMessageError extends ClientError {
   readonly data: string
   constructor (message: string, data: string) {
@@ -241,7 +241,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     // The first attempt waits a microtask, so `query` and `protocols` may use the client.
     const start = options.validate === true ? this.#loadValidator(contract) : Promise.resolve()
     start.then(() => { if (this.state === 'connecting') this.#open() }, (err: Error) => {
-      this.#emit('error', err)
+      this.closeReason = `validate: true needs @sinclair/typebox: ${err.message}`
       this.#finish('closed')
     })
   }
@@ -306,8 +306,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   on (event: 'state', fn: (state: ClientState, info: StateInfo) => void): () => void
   /** Listens for every server message. */
   on (event: 'message', fn: (msg: OutboundOf<C>) => void): () => void
-  /** Server messages that are not JSON or fail `outbound` (`validate: true`), and a failed TypeBox load. */
-  on (event: 'error', fn: (err: Error) => void): () => void
+  /** Server messages that are not JSON, or fail `outbound` with `validate: true`; they reach no other listener. */
+  on (event: 'invalidMessage', fn: (err: InvalidServerMessageError) => void): () => void
   /** Listens for the server messages whose tag (`type` unless configured) is `tag`. */
   on<K extends TagOf<OutboundOf<C>, Tag>> (tag: K, fn: (msg: Tagged<OutboundOf<C>, Tag, K>) => void): () => void
   on (event: string, fn: Listener): () => void {
@@ -382,7 +382,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       socket = protocols === undefined ? new this.#WebSocket(url.href) : new this.#WebSocket(url.href, protocols)
     } catch (err) {
       // A malformed URL or subprotocol: retrying cannot fix it.
-      this.#emit('error', err)
+      this.closeReason = (err as Error).message
       this.#finish('closed')
       return
     }
@@ -432,13 +432,13 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     try {
       msg = JSON.parse(data)
     } catch (err) {
-      this.#emit('error', new InvalidServerMessageError(`a server message is not JSON: ${(err as Error).message}`, data))
+      this.#emit('invalidMessage', new InvalidServerMessageError(`a server message is not JSON: ${(err as Error).message}`, data))
       return
     }
     if (this.#check !== undefined) {
       const problem = this.#check(msg)
       if (problem !== undefined) {
-        this.#emit('error', new InvalidServerMessageError(`a server message does not match outbound: ${problem}`, data))
+        this.#emit('invalidMessage', new InvalidServerMessageError(`a server message does not match outbound: ${problem}`, data))
         return
       }
     }
@@ -456,7 +456,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     }
     this.#emit('message', msg)
     const tag = msg?.[this.#tag]
-    if (typeof tag === 'string' && tag !== 'state' && tag !== 'message' && tag !== 'error') this.#emit(tag, msg)
+    if (typeof tag === 'string' && tag !== 'state' && tag !== 'message' && tag !== 'invalidMessage') this.#emit(tag, msg)
   }
 
   #startHeartbeat (): void {

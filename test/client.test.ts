@@ -290,7 +290,7 @@ t.test('a server message that fails outbound is reported with validate: true', a
   t.teardown(() => client.close())
   const errors: Error[] = []
   const got: number[] = []
-  client.on('error', (err) => { errors.push(err) })
+  client.on('invalidMessage', (err) => { errors.push(err) })
   client.on('n', (msg) => { got.push(msg.n) })
   client.send({ type: 'go' })
   await until(() => got.length === 1 && errors.length === 2, 5000, 'one message and two errors')
