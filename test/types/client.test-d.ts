@@ -8,6 +8,7 @@ import { connect, type ClientState, type StateInfo, type InvalidServerMessageErr
 
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
 declare function expectExact<A, B> (proof: Equals<A, B>): void
+declare function use (...values: unknown[]): void
 
 const ClientMsg = Type.Union([
   Type.Object({ type: Type.Literal('say'), text: Type.String() }),
@@ -43,14 +44,14 @@ function typedBothWays (): void {
   client.on('said', (msg) => {
     expectExact<typeof msg, Static<typeof Said>>(true)
     const text: string = msg.text
-    void text
+    use(text)
   })
   // @ts-expect-error no outbound message has this tag
   client.on('sad', () => {})
   client.on('message', (msg) => {
     // @ts-expect-error not narrowed yet: only `said` has `from`
-    void msg.from
-    if (msg.type === 'said') void msg.from
+    use(msg.from)
+    if (msg.type === 'said') use(msg.from)
   })
   client.on('state', (state, info) => {
     expectExact<typeof state, ClientState>(true)
@@ -61,13 +62,13 @@ function typedBothWays (): void {
   // request() adds the id itself and resolves with an outbound message
   const reply = client.request({ type: 'history' }, { timeout: 5000 })
   expectExact<typeof reply, Promise<Static<typeof ServerMsg>>>(true)
+  use(reply)
   // @ts-expect-error the wrong payload for a request
-  void client.request({ type: 'history', since: 1 })
+  use(client.request({ type: 'history', since: 1 }))
 
   const state: ClientState = client.state
   const rtt: number | undefined = client.rtt
-  void state
-  void rtt
+  use(state, rtt)
 }
 
 function anotherTag (): void {
@@ -83,6 +84,4 @@ function anotherTag (): void {
   client.send({ anything: true })
 }
 
-void sharedWithTheRoute
-void typedBothWays
-void anotherTag
+use(sharedWithTheRoute, typedBothWays, anotherTag)
