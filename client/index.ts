@@ -27,7 +27,7 @@ export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'refused' | '
 export interface StateInfo {
   /** The attempt in progress or last made since the last open (1 for the first). */
   attempt: number
-  /** Code and reason of the last close, if any. */
+  /** Code and reason of the last close of a connection that had opened (or of `close()`). */
   closeCode: number | undefined
   closeReason: string | undefined
   /** With `refused`: the status and body of the server's answer to a plain GET. */
@@ -408,11 +408,16 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     socket.onmessage = (event) => this.#receive(event.data)
     socket.onerror = () => {}
     socket.onclose = (event) => {
+      if (!opened) {
+        // Only the last connection that opened sets closeCode; a failed attempt says 1006 only.
+        this.#detach()
+        this.#failedBeforeOpen(url.href)
+        return
+      }
       this.closeCode = event.code
       this.closeReason = event.reason
       this.#detach()
-      if (opened) this.#lost(event.code)
-      else this.#failedBeforeOpen(url.href)
+      this.#lost(event.code)
     }
     if (this.state === 'reconnecting' || this.attempt > 1) return
     this.#setState('connecting')
