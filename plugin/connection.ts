@@ -44,6 +44,7 @@ const TEXT = Object.freeze({ binary: false })
 const BINARY = Object.freeze({ binary: true })
 const FLUSHED = Promise.resolve()
 const EMPTY = Buffer.alloc(0)
+const EMPTY_TEXT = ''
 // What a message waiting to be written costs besides its bytes (frame, write
 // request, promise), for the maxBufferedAmount check.
 const MESSAGE_COST = 512
@@ -344,6 +345,12 @@ export class WebSocketConnection implements KeepaliveMember {
 
   #onMessage (data: Buffer, isBinary: boolean): void {
     if (this.#discard) return
+    // The client's heartbeat: an empty text message, never valid JSON, answered
+    // at once, like a ping, however busy the hooks are.
+    if (data.length === 0 && !isBinary && this.#route.options.heartbeat) {
+      this.raw.send(EMPTY_TEXT)
+      return
+    }
     this.#traffic.messagesIn++
     if (messageChannel.hasSubscribers) messageChannel.publish({ socket: this, direction: 'in', bytes: data.length, binary: isBinary })
     const bucket = this.#bucket

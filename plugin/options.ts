@@ -18,6 +18,7 @@ export interface ConnectionOptions {
   maxPendingMessages: number
   maxPendingBytes: number | undefined
   validateOutbound: boolean
+  heartbeat: boolean
   subprotocols: string[] | undefined
   selectSubprotocol: SubprotocolSelector | undefined
   /** Open connections allowed (plugin: in all, route: on it); unlimited when absent. */
@@ -36,6 +37,7 @@ export const defaults: Readonly<ConnectionOptions> = Object.freeze({
   maxPendingMessages: 1024,
   maxPendingBytes: undefined, // = maxMessageSize
   validateOutbound: true,
+  heartbeat: false,
   subprotocols: undefined,
   selectSubprotocol: undefined,
   maxConnections: undefined,
@@ -91,6 +93,7 @@ function checkOption (where: string, name: string, value: unknown): void {
       }
       return
     case 'validateOutbound':
+    case 'heartbeat':
     case 'binary':
       if (typeof value !== 'boolean') fail(where, `${name} must be a boolean`)
       return

@@ -228,6 +228,11 @@ declare namespace fastifyTypedWebsocket {
     maxPendingBytes?: number
     /** Check outgoing objects against `outbound` before serializing; a mismatch throws `FST_WS_INVALID_OUTBOUND`. Default `true`. */
     validateOutbound?: boolean
+    /**
+     * Answer the client's heartbeat (an empty text message, as sent by `fastify-typed-websocket/client`)
+     * with an empty text message, before validation and without calling `message`. Default `false`.
+     */
+    heartbeat?: boolean
     /** Subprotocols the server speaks, most preferred first. */
     subprotocols?: string[]
     /** Picks a subprotocol from those the client offered; return nothing for none. */

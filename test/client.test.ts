@@ -1,0 +1,363 @@
+// The typed client (fastify-typed-websocket/client, the built package) against real servers,
+// on `ws` and on undici's WebSocket: messages, reconnect, refusals, requests, the queue.
+import t from 'tap'
+import { createServer, type AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { Type } from '@sinclair/typebox'
+import WsWebSocket from 'ws'
+import {
+  AbortError, ClientQueueFullError, ConnectionClosedError, InvalidServerMessageError, TimeoutError, connect,
+  type ClientOptions, type WebSocketConstructor
+} from 'fastify-typed-websocket/client'
+import { sleep, startServer, until, type TestServer } from './helpers/server'
+import { echo, implementations, recordStates, waitState } from './helpers/client'
+
+interface Echo { server: TestServer, received: string[], tokens: string[], requests: number, plainGets: number }
+
+/** The echo route: `say` → `said`, `ask` → `answer` after `delay` ms, `bye` → close(code, reason). */
+async function startEcho (t: tap.Test, port = 0, hook?: (app: FastifyInstance, echo: Echo) => void): Promise<Echo> {
+  const state = { received: [] as string[], tokens: [] as string[], requests: 0, plainGets: 0 } as Echo
+  state.server = await startServer(t, (app) => {
+    app.addHook('onRequest', async (request) => {
+      state.requests++
+      if (request.headers.upgrade === undefined) state.plainGets++
+    })
+    hook?.(app, state)
+    app.get('/echo', {
+      websocket: {
+        ...echo,
+        heartbeat: true,
+        async message (socket, msg) {
+          if (msg.type === 'say') {
+            state.received.push(msg.text)
+            await socket.send({ type: 'said', text: msg.text })
+          } else if (msg.type === 'ask') {
+            setTimeout(() => { if (socket.isOpen) socket.send({ type: 'answer', id: msg.id, delay: msg.delay }) }, msg.delay)
+          } else {
+            socket.close(msg.code, msg.reason)
+          }
+        }
+      }
+    }, (_socket, request) => {
+      state.tokens.push(String((request.query as Record<string, string>).token))
+    })
+  }, { fastify: { forceCloseConnections: true }, listen: port === 0 ? undefined : false })
+  if (port !== 0) {
+    await state.server.app.listen({ host: '127.0.0.1', port })
+    state.server.port = port
+    state.server.url = (path) => `ws://127.0.0.1:${port}${path}`
+  }
+  return state
+}
+
+/** A port nothing listens on (right now). */
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+const fast = { initialDelay: 20, maxDelay: 100 }
+
+for (const [name, WebSocket] of implementations) {
+  t.test(`${name}: typed messages both ways, in order, then close()`, async (t) => {
+    const { server } = await startEcho(t)
+    const client = connect(echo, server.url('/echo'), { WebSocket })
+    const states = recordStates(client)
+    const said: string[] = []
+    const all: string[] = []
+    client.on('said', (msg) => { said.push(msg.text) })
+    client.on('message', (msg) => { all.push(msg.type) })
+    for (const text of ['one', 'two', 'three']) client.send({ type: 'say', text })
+    await waitState(client, 'open')
+    await until(() => said.length === 3, 5000, 'three said')
+    t.strictSame(said, ['one', 'two', 'three'], 'sent before open: queued, then sent in order')
+    t.strictSame(all, ['said', 'said', 'said'])
+    client.close()
+    t.equal(client.state, 'closed')
+    t.strictSame(states, ['connecting', 'open', 'closed'])
+    t.throws(() => client.send({ type: 'say', text: 'late' }), ConnectionClosedError, 'a closed client refuses sends')
+  })
+
+  t.test(`${name}: reconnects after a server restart; queued sends go out first, in order`, async (t) => {
+    const first = await startEcho(t)
+    const port = first.server.port
+    let attempts = 0
+    const client = connect(echo, first.server.url('/echo'), {
+      WebSocket,
+      reconnect: fast,
+      query: () => ({ token: `t${++attempts}` })
+    })
+    t.teardown(() => client.close())
+    const said: string[] = []
+    client.on('said', (msg) => { said.push(msg.text) })
+    await waitState(client, 'open')
+    client.send({ type: 'say', text: 'before' })
+    await until(() => said.length === 1, 5000, 'first said')
+    await first.server.app.close()
+    await waitState(client, 'reconnecting')
+    t.equal(client.closeCode, 1001)
+    t.equal(client.closeReason, 'server shutting down')
+    for (const text of ['q1', 'q2', 'q3']) client.send({ type: 'say', text })
+    await sleep(150) // a few failed attempts against the closed port
+    t.ok(client.attempt >= 1, `attempts counted while down (${client.attempt})`)
+    const off = client.on('state', (state) => { if (state === 'open') client.send({ type: 'say', text: 'after' }) })
+    const second = await startEcho(t, port)
+    await waitState(client, 'open')
+    off()
+    await until(() => second.received.length === 4, 5000, 'four messages on the new server')
+    t.strictSame(second.received, ['q1', 'q2', 'q3', 'after'], 'the queue first, in order, then sends made once open')
+    t.equal(client.attempt, 0, 'reset once open')
+    t.equal(first.tokens.length, 1)
+    t.equal(second.tokens.length, 1)
+    t.not(second.tokens[0], first.tokens[0], 'query was evaluated again for the new attempt')
+  })
+
+  t.test(`${name}: a 401 from a hook ends in refused, with status and body, not retried`, async (t) => {
+    const echoServer = await startEcho(t, 0, (app) => {
+      app.addHook('preValidation', async (request, reply) => {
+        if ((request.query as Record<string, string>).token !== 'good') {
+          return reply.code(401).send({ error: 'Unauthorized', message: 'invalid or expired token' })
+        }
+      })
+    })
+    const client = connect(echo, echoServer.server.url('/echo'), { WebSocket, reconnect: fast, query: { token: 'bad' } })
+    const states = recordStates(client)
+    await waitState(client, 'refused')
+    t.strictSame(states, ['connecting', 'refused'])
+    t.equal(client.refusal?.status, 401)
+    t.strictSame(JSON.parse(client.refusal?.body ?? ''), { error: 'Unauthorized', message: 'invalid or expired token' })
+    const requests = echoServer.requests
+    t.equal(echoServer.plainGets, 1, 'one plain GET after the failed upgrade')
+    await sleep(300)
+    t.equal(echoServer.requests, requests, 'no further attempt')
+    t.throws(() => client.send({ type: 'say', text: 'x' }), ConnectionClosedError)
+  })
+}
+
+t.test('403, 404 and 429 are refusals too', async (t) => {
+  for (const status of [403, 404, 429]) {
+    const { server } = await startEcho(t, 0, (app) => {
+      app.addHook('onRequest', async (request, reply) => { if (request.url.startsWith('/echo')) return reply.code(status).send(`no: ${status}`) })
+    })
+    const client = connect(echo, server.url('/echo'), { WebSocket: implementations[0][1], reconnect: fast })
+    await waitState(client, 'refused')
+    t.strictSame(client.refusal, { status, body: `no: ${status}` }, String(status))
+  }
+})
+
+t.test('5xx answers and network errors are retried until the server accepts', async (t) => {
+  const port = await freePort()
+  const client = connect(echo, `ws://127.0.0.1:${port}/echo`, { WebSocket: implementations[0][1], reconnect: fast })
+  t.teardown(() => client.close())
+  const states = recordStates(client)
+  await until(() => client.attempt >= 3, 5000, 'three attempts against a closed port')
+  t.equal(client.state, 'reconnecting')
+  let refusals = 2
+  const echoServer = await startEcho(t, port, (app) => {
+    app.addHook('onRequest', async (request, reply) => {
+      if (refusals > 0 && request.headers.upgrade !== undefined) {
+        refusals--
+        return reply.code(503).send('starting')
+      }
+    })
+  })
+  await waitState(client, 'open')
+  t.equal(refusals, 0, 'both 503s were seen')
+  t.notOk(states.includes('refused'))
+  t.ok(echoServer.requests >= 3)
+})
+
+t.test('a handshake refused after the hooks passed (the probe gets 400) is retried', async (t) => {
+  let allow = false
+  const { server } = await startEcho(t, 0, (app) => { app.addHook('onRequest', async () => {}) })
+  // a route whose origin check fails until `allow`
+  server.app.log.debug('origin test')
+  class FromElsewhere extends WsWebSocket {
+    constructor (url: string, protocols?: string | string[]) { super(url, protocols, { origin: allow ? `http://127.0.0.1:${server.port}` : 'http://elsewhere.example' }) }
+  }
+  const client = connect(echo, server.url('/echo'), { WebSocket: FromElsewhere as unknown as WebSocketConstructor, reconnect: fast })
+  t.teardown(() => client.close())
+  await until(() => client.attempt >= 2, 5000, 'two attempts')
+  t.equal(client.state, 'reconnecting', 'a 403 from the origin check is not a refusal by the app')
+  allow = true
+  await waitState(client, 'open')
+})
+
+t.test('no reconnect after 1002, 1003, 1007-1010 or a code in noReconnect; reconnect after others', async (t) => {
+  const { server } = await startEcho(t)
+  for (const [code, expected] of [[4001, 'closed'], [1008, 'closed'], [1003, 'closed'], [1011, 'reconnecting'], [4002, 'reconnecting']] as const) {
+    const client = connect(echo, server.url('/echo'), { WebSocket: implementations[0][1], reconnect: fast, noReconnect: [4001] })
+    t.teardown(() => client.close())
+    await waitState(client, 'open')
+    client.send({ type: 'bye', code, reason: `bye ${code}` })
+    await waitState(client, expected)
+    t.equal(client.closeCode, code)
+    t.equal(client.closeReason, `bye ${code}`)
+    if (expected === 'reconnecting') await waitState(client, 'open')
+    client.close()
+  }
+})
+
+t.test('reconnect: false closes for good after the first loss', async (t) => {
+  const { server } = await startEcho(t)
+  const client = connect(echo, server.url('/echo'), { WebSocket: implementations[0][1], reconnect: false })
+  await waitState(client, 'open')
+  client.send({ type: 'bye', code: 1011, reason: 'boom' })
+  await waitState(client, 'closed')
+  t.equal(client.closeCode, 1011)
+})
+
+for (const [name, WebSocket] of implementations) {
+  t.test(`${name}: request() answers, timeouts, closes and aborts are distinct`, async (t) => {
+    const { server } = await startEcho(t)
+    const client = connect(echo, server.url('/echo'), { WebSocket, reconnect: fast })
+    t.teardown(() => client.close())
+    const seen: string[] = []
+    client.on('message', (msg) => { seen.push(msg.type) })
+    // sent before open: queued, answered once connected; answered out of order
+    const slow = client.request({ type: 'ask', delay: 150 })
+    const quick = client.request({ type: 'ask', delay: 10 })
+    const [a, b] = await Promise.all([slow, quick])
+    t.match(a, { type: 'answer', delay: 150 })
+    t.match(b, { type: 'answer', delay: 10 })
+    t.not((a as { id: string }).id, (b as { id: string }).id, 'unique ids')
+
+    const timedOut = await client.request({ type: 'ask', delay: 200 }, { timeout: 30 }).catch((err: unknown) => err)
+    t.type(timedOut, TimeoutError)
+    t.equal((timedOut as TimeoutError).code, 'FST_WS_CLIENT_TIMEOUT')
+    await sleep(300)
+    t.strictSame(seen, [], 'answers, even late ones, never reach the message listeners')
+
+    const controller = new AbortController()
+    const aborted = client.request({ type: 'ask', delay: 100 }, { signal: controller.signal }).catch((err: unknown) => err)
+    controller.abort()
+    const abortError = await aborted
+    t.type(abortError, AbortError)
+    t.equal((abortError as Error).name, 'AbortError')
+
+    const cut = client.request({ type: 'ask', delay: 1000 }, { timeout: 5000 }).catch((err: unknown) => err)
+    await sleep(20)
+    client.send({ type: 'bye', code: 1011, reason: 'going' })
+    const closedError = await cut
+    t.type(closedError, ConnectionClosedError)
+    t.equal((closedError as ConnectionClosedError).closeCode, 1011)
+    t.notOk(closedError instanceof TimeoutError)
+    await waitState(client, 'open')
+    t.match(await client.request({ type: 'ask', delay: 0 }), { type: 'answer' }, 'works again after the reconnect')
+
+    const pending = client.request({ type: 'ask', delay: 1000 }).catch((err: unknown) => err)
+    client.close()
+    t.type(await pending, ConnectionClosedError, 'close() rejects what is pending')
+  })
+}
+
+t.test('the offline queue is bounded in messages and bytes', async (t) => {
+  const port = await freePort()
+  const options: ClientOptions<typeof echo> = { WebSocket: implementations[0][1], reconnect: fast, maxQueue: { messages: 2, bytes: 100 } }
+  const client = connect(echo, `ws://127.0.0.1:${port}/echo`, options)
+  t.teardown(() => client.close())
+  client.send({ type: 'say', text: 'a' })
+  client.send({ type: 'say', text: 'b' })
+  t.throws(() => client.send({ type: 'say', text: 'c' }), ClientQueueFullError)
+  const bytes = connect(echo, `ws://127.0.0.1:${port}/echo`, options)
+  t.teardown(() => bytes.close())
+  t.throws(() => bytes.send({ type: 'say', text: 'é'.repeat(50) }), { code: 'FST_WS_CLIENT_QUEUE_FULL' }, '100 characters, 125 bytes')
+  await t.rejects(client.request({ type: 'ask', delay: 0 }), ClientQueueFullError, 'a request that cannot be queued rejects')
+})
+
+t.test('heartbeat: rtt is measured, the server answers without calling message', async (t) => {
+  const echoServer = await startEcho(t)
+  const client = connect(echo, echoServer.server.url('/echo'), { WebSocket: implementations[1][1], heartbeat: { interval: 30, timeout: 1000 } })
+  t.teardown(() => client.close())
+  await waitState(client, 'open')
+  t.equal(client.rtt, undefined)
+  await until(() => client.rtt !== undefined, 5000, 'a heartbeat answer')
+  t.ok((client.rtt as number) >= 0)
+  await sleep(100)
+  t.strictSame(echoServer.received, [], 'heartbeats never reached message')
+  t.equal(client.state, 'open')
+})
+
+t.test('a server message that fails outbound is reported with validate: true', async (t) => {
+  const Strict = { inbound: Type.Object({ type: Type.Literal('go') }), outbound: Type.Object({ type: Type.Literal('n'), n: Type.Integer() }) }
+  const { server } = await startServer(t, (app) => {
+    app.get('/bad', { websocket: { ...Strict, message: (socket) => { socket.send('{"type":"n","n":"one"}'); socket.send('not json'); socket.send({ type: 'n', n: 1 }) } } }, () => {})
+  }).then(server => ({ server }))
+  const client = connect(Strict, server.url('/bad'), { WebSocket: implementations[0][1], validate: true })
+  t.teardown(() => client.close())
+  const errors: Error[] = []
+  const got: number[] = []
+  client.on('invalidMessage', (err) => { errors.push(err) })
+  client.on('n', (msg) => { got.push(msg.n) })
+  client.send({ type: 'go' })
+  await until(() => got.length === 1 && errors.length === 2, 5000, 'one message and two errors')
+  t.strictSame(got, [1])
+  t.type(errors[0], InvalidServerMessageError)
+  t.match(errors[0].message, /\/n/)
+  t.match(errors[1].message, /not JSON/)
+})
+
+t.test('an http: URL is turned into ws:, and a bad scheme or missing WebSocket throws', async (t) => {
+  const { server } = await startEcho(t)
+  const client = connect(echo, `http://127.0.0.1:${server.port}/echo`, { WebSocket: implementations[0][1] })
+  t.teardown(() => client.close())
+  await waitState(client, 'open')
+  t.throws(() => connect(echo, 'ftp://127.0.0.1/echo', { WebSocket: implementations[0][1] }), TypeError)
+  t.throws(() => connect(echo, 'ws://127.0.0.1/echo'), /No global WebSocket/, 'Node 20 has none: pass ws')
+})
+
+t.test('topic offsets: resumes with since after the server is killed mid-stream, nothing lost or twice', async (t) => {
+  const Feed = { inbound: Type.Object({ type: Type.Literal('noop') }), outbound: Type.Object({ type: Type.Literal('tick'), id: Type.Integer() }) }
+  const TOTAL = 300
+  const history: number[] = []
+  const live = new Set<{ send (m: unknown): unknown, isOpen: boolean }>()
+  const routes = (app: FastifyInstance): void => {
+    app.get('/feed', {
+      schema: { querystring: Type.Object({ since: Type.Optional(Type.Integer()) }) },
+      websocket: { ...Feed, close (socket) { live.delete(socket) } }
+    }, async (socket, request) => {
+      const since = (request.query as { since?: number }).since ?? 0
+      for (const id of history) if (id > since) await socket.send({ type: 'tick', id })
+      live.add(socket)
+    })
+  }
+  let server = await startServer(t, routes, { fastify: { forceCloseConnections: true } })
+  const port = server.port
+  const publisher = setInterval(() => {
+    if (history.length === TOTAL) return clearInterval(publisher)
+    const id = history.length + 1
+    history.push(id)
+    for (const socket of live) if (socket.isOpen) socket.send({ type: 'tick', id })
+  }, 2)
+  t.teardown(() => clearInterval(publisher))
+  const client = connect(Feed, server.url('/feed'), {
+    WebSocket: implementations[0][1],
+    reconnect: fast,
+    offsetField: 'id',
+    query: (c) => ({ since: c.offsets.get('') })
+  })
+  t.teardown(() => client.close())
+  const got: number[] = []
+  client.on('tick', (msg) => { got.push(msg.id) })
+  await until(() => got.length >= 50, 10_000, 'the stream to start')
+  // killed: every TCP link cut without a close frame
+  for (const socket of server.app.websocketClients) socket.raw.terminate()
+  live.clear()
+  await server.app.close()
+  await waitState(client, 'reconnecting')
+  const missedFrom = got.length
+  await sleep(50)
+  server = await startServer(t, async (app) => {
+    routes(app)
+    app.addHook('onReady', async () => {})
+  }, { listen: false })
+  await server.app.listen({ host: '127.0.0.1', port })
+  await until(() => got.length >= TOTAL, 15_000, 'every message')
+  await sleep(50)
+  t.ok(history.length > missedFrom, 'messages were published while the client was away')
+  t.strictSame(got, Array.from({ length: TOTAL }, (_, i) => i + 1), 'every message once, in order')
+  t.equal(client.offsets.get(''), TOTAL)
+})
