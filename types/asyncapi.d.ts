@@ -1,7 +1,24 @@
-import type { FastifyPluginCallback } from 'fastify'
+import type {
+  FastifyBaseLogger,
+  FastifyPluginCallback,
+  FastifyTypeProvider,
+  FastifyTypeProviderDefault,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerBase,
+  RawServerDefault
+} from 'fastify'
 
+// An augmentation repeats the interface's type parameters, used or not.
+/* eslint-disable @typescript-eslint/no-unused-vars */
 declare module 'fastify' {
-  interface FastifyInstance {
+  interface FastifyInstance<
+    RawServer extends RawServerBase = RawServerDefault,
+    RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+    RawReply extends RawReplyDefaultExpression<RawServer> = RawReplyDefaultExpression<RawServer>,
+    Logger extends FastifyBaseLogger = FastifyBaseLogger,
+    TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault
+  > {
     /**
      * The AsyncAPI 3.0.0 document of the app's websocket routes and topics (built once the app is ready).
      * @example const document = app.asyncapi()
@@ -9,6 +26,7 @@ declare module 'fastify' {
     asyncapi (): fastifyTypedWebsocketAsyncapi.AsyncAPIDocument
   }
 
+  /* eslint-enable @typescript-eslint/no-unused-vars */
   interface FastifySchema {
     /** Leave this route out of the AsyncAPI (and Swagger) document. */
     hide?: boolean
@@ -31,7 +49,7 @@ declare namespace fastifyTypedWebsocketAsyncapi {
     channels: { [id: string]: JsonValue }
     operations: { [id: string]: JsonValue }
     components: { schemas?: { [name: string]: JsonValue }, messages?: { [name: string]: JsonValue }, [key: string]: JsonValue | undefined }
-    [key: string]: JsonValue | undefined
+    [key: string]: unknown
   }
 
   /** An AsyncAPI 3 server object. */

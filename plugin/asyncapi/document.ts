@@ -52,7 +52,7 @@ export function channelAddress (url: string): { address: string, names: string[]
 
 function branchesOf (schema: Record<string, unknown>): Array<Record<string, unknown>> {
   const union = schema.anyOf ?? schema.oneOf
-  if (!Array.isArray(union) || schema.type !== undefined) return [schema]
+  if (!Array.isArray(union)) return [schema]
   return union.flatMap((branch: Record<string, unknown>) => branchesOf(branch))
 }
 
@@ -61,7 +61,7 @@ function literalOf (branch: Record<string, unknown>): string | undefined {
   const properties = (branch.properties ?? {}) as Record<string, { const?: unknown }>
   const names = Object.keys(properties).sort((a, b) => Number(b === 'type') - Number(a === 'type'))
   for (const name of names) {
-    const value = properties[name]?.const
+    const value = properties[name].const
     if (typeof value === 'string' || typeof value === 'number') return String(value)
   }
   return undefined
@@ -140,7 +140,8 @@ export function buildDocument (input: DocumentInput): JsonObject {
     const settings = resolveRouteOptions(route.base, route.websocket, route.url)
     const convert = (what: string) => (schema: unknown): JsonObject => converter.convert(schema, where, what, route.shared)
     const { address, names } = channelAddress(route.url)
-    const id = unique(channelIds, componentKey(route.url.replace(/^\//, '').replace(/[^A-Za-z0-9]+/g, '_')) || 'root')
+    const slug = route.url.replace(/^\//, '').replace(/[^A-Za-z0-9]+/g, '_').replace(/^_|_$/g, '')
+    const id = unique(channelIds, slug === '' ? 'root' : slug)
     const channelRef = `#/channels/${id}`
     const keys = new Set<string>()
     const channelMessages: JsonObject = {}

@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyPluginCallback, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
+// The `app.asyncapi()` and `schema.hide` augmentations.
+import type {} from 'fastify-typed-websocket/asyncapi'
 import { FST_WS_INVALID_OPTION } from '../errors'
 import type { ConnectionOptions } from '../options'
 import { buildDocument, type DescribedRoute, type DescribedTopic } from './document'

@@ -9,8 +9,7 @@ const jsonTypes = new Set(['string', 'number', 'integer', 'boolean', 'object', '
 
 /** Characters AsyncAPI allows in the keys of channels, operations and components. */
 export function componentKey (name: string): string {
-  const key = name.replace(/[^A-Za-z0-9._-]+/g, '_')
-  return key === '' ? '_' : key
+  return name.replace(/[^A-Za-z0-9._-]+/g, '_')
 }
 
 /**
@@ -39,7 +38,7 @@ export class SchemaConverter {
     const out: JsonObject = {}
     for (const key of Object.keys(schema)) {
       const item = schema[key]
-      if (item === undefined || typeof item === 'function') continue
+      if (item === undefined) continue
       out[key] = key === '$ref' && typeof item === 'string'
         ? this.#ref(item, where, what, shared)
         : this.#walk(item, where, what, `${path}/${key}`, shared)
@@ -51,11 +50,10 @@ export class SchemaConverter {
     const hash = ref.indexOf('#')
     const id = hash === -1 ? ref : ref.slice(0, hash)
     const fragment = hash === -1 ? '' : ref.slice(hash + 1)
-    if (id === '') return ref
     let name = this.#names.get(id)
     if (name === undefined) {
       const target = shared[id]
-      if (target === undefined) throw new FST_WS_ASYNCAPI_SCHEMA(where, what, `$ref "${ref}" names no schema added with app.addSchema()`)
+      if (target === undefined) throw new FST_WS_ASYNCAPI_SCHEMA(where, what, `$ref "${ref}" names no schema added with app.addSchema() (local references cannot be moved into the document)`)
       name = componentKey(id)
       this.#names.set(id, name)
       const { $id: _id, ...rest } = target as Record<string, unknown>
