@@ -145,7 +145,7 @@ t.test('a route with every feature: a valid document, field by field', async (t)
     '7', 'say', 'typing', 'error', 'error.received', 'error.received_2', 'binary',
     'said', 'error.sent', 'Plain', 'outbound5', 'heartbeat', 'heartbeatReply'
   ], 'one message per union branch, nested unions flattened, keys unique (an integer key comes first in JSON objects)')
-  t.same(names(doc, 'rooms_room_id_d.send'), ['said', 'error', '7', 'Plain', 'outbound5'])
+  t.same(names(doc, 'rooms_room_id_d.send'), ['said', 'error', '7', 'Plain', 'outbound5', 'heartbeatReply'], 'the heartbeat reply is sent too')
   t.same(rooms.messages.say, {
     name: 'say',
     title: 'Say',

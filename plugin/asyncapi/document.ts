@@ -193,16 +193,19 @@ export function buildDocument (input: DocumentInput): JsonObject {
     if (received.length > 0) {
       operations[`${id}.receive`] = { action: 'receive', channel: { $ref: channelRef }, summary: `Messages the server receives on ${address}`, messages: received }
     }
-    operations[`${id}.send`] = { action: 'send', channel: { $ref: channelRef }, summary: `Messages the server sends on ${address}`, messages: sent }
     if (settings.heartbeat) {
+      const beat = add(heartbeat, 'received')
+      const reply = add(heartbeatReply, 'sent')
+      sent.push(reply)
       operations[`${id}.heartbeat`] = {
         action: 'receive',
         channel: { $ref: channelRef },
         summary: 'The client\'s heartbeat and the server\'s reply, to measure the round trip',
-        messages: [add(heartbeat, 'received')],
-        reply: { channel: { $ref: channelRef }, messages: [add(heartbeatReply, 'sent')] }
+        messages: [beat],
+        reply: { channel: { $ref: channelRef }, messages: [reply] }
       }
     }
+    operations[`${id}.send`] = { action: 'send', channel: { $ref: channelRef }, summary: `Messages the server sends on ${address}`, messages: sent }
   }
 
   for (const topic of topics) {
