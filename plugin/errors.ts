@@ -30,3 +30,6 @@ export const FST_WS_DUPLICATE_TOPIC = createError(
 
 export const FST_WS_BROKER_UNAVAILABLE = createError(
   'FST_WS_BROKER_UNAVAILABLE', 'The broker did not answer: %s', 503)
+
+export const FST_WS_ASYNCAPI_SCHEMA = createError(
+  'FST_WS_ASYNCAPI_SCHEMA', '%s: the %s schema cannot be described in AsyncAPI: %s', 500, TypeError)

@@ -30,6 +30,8 @@ const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = fu
   }
   state.maxCloseTimeout = state.options.closeTimeout
 
+  // Read by fastify-typed-websocket/asyncapi to describe what each route does.
+  fastify.decorate(Symbol.for('fastify-typed-websocket.options'), state.options)
   fastify.decorate('websocketClients', { getter: () => state.registry.view })
   fastify.decorate('injectWS', async function (this: FastifyInstance, path: string, options?: InjectWSOptions) {
     await this.ready()

@@ -49,7 +49,7 @@ export type HandlerName = typeof handlerNames[number]
 /** A user's hook, called with the Fastify instance as `this`. */
 export type Handler = (this: unknown, ...args: unknown[]) => unknown
 
-const routeOnly = new Set(['inbound', 'outbound', 'binary', ...handlerNames])
+const routeOnly = new Set(['inbound', 'outbound', 'binary', 'heartbeat', 'http', ...handlerNames])
 
 type Input = Record<string, unknown>
 
@@ -95,6 +95,7 @@ function checkOption (where: string, name: string, value: unknown): void {
     case 'validateOutbound':
     case 'heartbeat':
     case 'binary':
+    case 'heartbeat':
       if (typeof value !== 'boolean') fail(where, `${name} must be a boolean`)
       return
     case 'subprotocols':
@@ -107,7 +108,7 @@ function checkOption (where: string, name: string, value: unknown): void {
       if (value === null || typeof value !== 'object') fail(where, `${name} must be a schema object`)
       return
     default:
-      // selectSubprotocol and the lifecycle hooks
+      // selectSubprotocol, http and the lifecycle hooks
       if (typeof value !== 'function') fail(where, `${name} must be a function`)
   }
 }
@@ -181,6 +182,9 @@ export interface RouteSettings {
   inbound: object | undefined
   outbound: object | undefined
   binary: boolean
+  heartbeat: boolean
+  /** The answer to a plain GET or HEAD without an upgrade. */
+  http: Handler | undefined
   handlers: Partial<Record<HandlerName, Handler>>
 }
 
@@ -189,7 +193,7 @@ const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
 /** Checks a route's `websocket` option (`true` or an object) and merges it over the plugin's options. */
 export function resolveRouteOptions (base: ConnectionOptions, input: unknown, url: string): RouteSettings {
   const where = `Route "${url}"`
-  if (input === true) return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {} }
+  if (input === true) return { options: base, inbound: undefined, outbound: undefined, binary: false, heartbeat: false, http: undefined, handlers: {} }
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     fail(where, 'the websocket option must be true or an object')
   }
@@ -204,6 +208,8 @@ export function resolveRouteOptions (base: ConnectionOptions, input: unknown, ur
     inbound: route.inbound as object | undefined,
     outbound: route.outbound as object | undefined,
     binary: route.binary === true,
+    heartbeat: route.heartbeat === true,
+    http: route.http as Handler | undefined,
     handlers
   }
 }

@@ -49,6 +49,7 @@ interface CompiledRoute extends RouteRuntime {
   subprotocols: string[] | undefined
   selectSubprotocol: SubprotocolSelector | undefined
   connections: ConnectionCount
+  http: Handler | undefined
 }
 
 export interface WebSocketRoute {
@@ -112,8 +113,10 @@ export function createRouteHook (state: PluginState) {
     const handler = routeOptions.handler as unknown
     // (A broken handler fails app.ready() on its GET route; its twin need not throw too.)
     if (methods.every(m => m === 'HEAD') && (typeof handler !== 'function' || state.openHandlers.has(handler))) {
-      // The HEAD twin Fastify adds for every GET route: it cannot upgrade.
-      routeOptions.handler = function noUpgrade (_request, reply) {
+      // The HEAD twin Fastify adds for every GET route: it cannot upgrade, but the route's http may answer it.
+      const http = (input as { http?: unknown }).http
+      routeOptions.handler = function noUpgrade (request, reply) {
+        if (typeof http === 'function' && request.headers.upgrade === undefined) return http.call(this, request, reply)
         return refuse(reply, refusals.upgrade)
       }
       return
@@ -188,7 +191,8 @@ export function compileRoutes (state: PluginState): void {
       checkOrigin: compileOriginCheck(options.checkOrigin),
       subprotocols: options.subprotocols,
       selectSubprotocol: options.selectSubprotocol,
-      connections: new ConnectionCount(options.maxConnections)
+      connections: new ConnectionCount(options.maxConnections),
+      http: settings.http
     }
     state.maxCloseTimeout = Math.max(state.maxCloseTimeout, options.closeTimeout)
   }
@@ -203,9 +207,10 @@ function isThenable<T> (value: T | PromiseLike<T>): value is PromiseLike<T> {
  * synchronous unless checkOrigin or selectSubprotocol answer with a promise.
  */
 function createHandshake (state: PluginState, route: WebSocketRoute) {
-  return function websocketHandshake (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): PromiseLike<void> | undefined {
+  return function websocketHandshake (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
     const compiled = route.compiled as CompiledRoute
     const headers = request.raw.headers
+    if (compiled.http !== undefined && headers.upgrade === undefined) return compiled.http.call(this, request, reply)
     const refusal = checkUpgrade(request.raw.method as string, headers)
     if (refusal !== undefined) return refuse(reply, refusal)
     const origin = requestOrigin(headers)

@@ -4,6 +4,7 @@ import type {
   FastifyBaseLogger,
   FastifyInstance,
   FastifyPluginCallback,
+  FastifyReply,
   FastifyRequest,
   FastifySchema,
   FastifyTypeProvider,
@@ -258,6 +259,13 @@ declare namespace fastifyTypedWebsocket {
     outbound?: Outbound
     /** With `inbound`: also accept binary frames, delivered to `message` as Buffers. */
     binary?: Binary
+    /** The route answers the client's heartbeat frame (an empty text message) with an empty text message. */
+    heartbeat?: boolean
+    /**
+     * The answer to a plain GET or HEAD without `Upgrade` (instead of the 400), after the same hooks.
+     * @example http: (request, reply) => reply.type('text/html').send(page)
+     */
+    http?: (this: FastifyInstance, request: Request, reply: FastifyReply) => unknown
     /** Each data message, one at a time per connection, in arrival order. */
     message?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, msg: InboundOf<Inbound, Binary>) => HookResult
     /** Once, after the connection is gone, if `open` completed: the peer's code and reason, and who closed with what. */

@@ -22,6 +22,7 @@ const { createHmac, randomBytes, timingSafeEqual } = require('node:crypto')
 const Fastify = require('fastify')
 const { Type } = require('@sinclair/typebox')
 const { fastifyTypedWebsocket } = require('fastify-typed-websocket')
+const { fastifyTypedWebsocketAsyncapi } = require('fastify-typed-websocket/asyncapi')
 
 // --- message schemas --------------------------------------------------------------------
 
@@ -100,6 +101,10 @@ async function buildChatServer (options = {}) {
   const app = Fastify({ logger })
   // awaited, so that the routes below see the plugin's `websocket` route option
   await app.register(fastifyTypedWebsocket)
+  // the AsyncAPI document of the routes below, and its page, at /asyncapi
+  await app.register(fastifyTypedWebsocketAsyncapi, {
+    info: { title: 'Chat', version: '1.0.0', description: 'Rooms, presence and typed messages over one WebSocket per room.' }
+  })
 
   /**
    * room name -> { members: Map<socket, { name, typingUntil }>, history: said[], lastId }
