@@ -95,7 +95,6 @@ function checkOption (where: string, name: string, value: unknown): void {
     case 'validateOutbound':
     case 'heartbeat':
     case 'binary':
-    case 'heartbeat':
       if (typeof value !== 'boolean') fail(where, `${name} must be a boolean`)
       return
     case 'subprotocols':

@@ -259,8 +259,6 @@ declare namespace fastifyTypedWebsocket {
     outbound?: Outbound
     /** With `inbound`: also accept binary frames, delivered to `message` as Buffers. */
     binary?: Binary
-    /** The route answers the client's heartbeat frame (an empty text message) with an empty text message. */
-    heartbeat?: boolean
     /**
      * The answer to a plain GET or HEAD without `Upgrade` (instead of the 400), after the same hooks.
      * @example http: (request, reply) => reply.type('text/html').send(page)
