@@ -1,0 +1,262 @@
+// The package as a new user gets it: `npm pack`, installed into a fresh project outside
+// the repository with only what the README's install line names (plus TypeScript 5.9
+// and 7), compiled there with strict tsc, as ES module (nodenext) and CommonJS; and
+// every ```ts / ```js block of README.md compiled in that project, the runnable ones
+// run against the README's own route.
+//
+// README code blocks: every ```ts and ```js block is checked. By default a block is a
+// complete ES module program and is compiled as it stands. An HTML comment on the line
+// before a block changes that:
+//   <!-- check: cjs -->             a CommonJS program (compiled as .cts / .cjs)
+//   <!-- check: fragment -->        statements that continue the README's first program
+//                                   (its `app`, schemas and route): compiled appended to it
+//   <!-- check: route-options -->   the inside of a route's options object (`websocket: {…}`),
+//                                   compiled as `app.get('/checked', { … }, open)` in that program
+//   <!-- check: fragment run -->    a fragment that is also run: the first program listens on a
+//                                   free port, a client joins its route, the fragment runs, the
+//                                   app closes; it must exit cleanly without an error logged
+//   <!-- check: none -->            not checked (say why in the README text)
+// The first program itself is also run: a real client joins its route and talks to it.
+import t from 'tap'
+import { execFile, spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import WebSocket from 'ws'
+
+// npm install and tsc 5.9 without skipLibCheck take a while on a busy machine.
+t.setTimeout(290_000)
+
+const ROOT = join(__dirname, '..')
+const README = readFileSync(join(ROOT, 'README.md'), 'utf8')
+
+interface Block { lang: 'ts' | 'js', mode: string, code: string, line: number }
+
+function readmeBlocks (): Block[] {
+  const blocks: Block[] = []
+  const pattern = /(?:<!-- check: ([a-z -]+) -->\n)?```(ts|js)\n([\s\S]*?)```/g
+  for (const m of README.matchAll(pattern)) {
+    const line = README.slice(0, m.index).split('\n').length + (m[1] === undefined ? 0 : 1)
+    blocks.push({ mode: m[1]?.trim() ?? 'program', lang: m[2] as 'ts' | 'js', code: m[3], line })
+  }
+  return blocks
+}
+
+/** The packages the README's install section names, in its first ```sh block after "## Install". */
+function installLine (): { deps: string[], devDeps: string[] } {
+  const section = README.slice(README.indexOf('## Install'))
+  const sh = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+  const deps: string[] = []
+  const devDeps: string[] = []
+  for (const raw of sh.split('\n')) {
+    const words = raw.replace(/#.*/, '').trim().split(/\s+/)
+    if (words[0] !== 'npm' || words[1] !== 'install') continue
+    const dev = words.includes('--save-dev') || words.includes('-D')
+    for (const word of words.slice(2)) if (!word.startsWith('-')) (dev ? devDeps : deps).push(word)
+  }
+  return { deps, devDeps }
+}
+
+/** A clean environment for npm and tsc: none of the repository's npm or coverage settings. */
+function cleanEnv (): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [key, value] of Object.entries(process.env)) {
+    if (/^(npm_|TAP|_TAPJS_|TS_NODE_)/.test(key) || key === 'NODE_OPTIONS' || key === 'NODE_V8_COVERAGE') continue
+    env[key] = value
+  }
+  return env
+}
+
+interface Run { code: number | null, stdout: string, stderr: string }
+
+function run (command: string, args: string[], cwd: string, timeout: number): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(command, args, { cwd, env: cleanEnv(), timeout, maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : (typeof err.code === 'number' ? err.code : null)
+      resolve({ code, stdout, stderr: stderr + (err?.killed === true ? `\nkilled after ${timeout} ms` : '') })
+    })
+  })
+}
+
+// Through env(1): the test runner adds its loader to the Node processes it sees
+// spawned, and TypeScript 7's ESM launcher does not load under it.
+function node (args: string[], cwd: string, timeout: number): Promise<Run> {
+  return run('env', ['-u', 'NODE_OPTIONS', process.execPath, ...args], cwd, timeout)
+}
+
+const blocks = readmeBlocks()
+const first = blocks.find(b => b.mode === 'program' && b.lang === 'ts' && b.code.includes('app.listen'))
+
+t.test('the README has a first program, and every block a known mode', async (t) => {
+  t.ok(first, 'a complete TypeScript program that listens')
+  for (const b of blocks) t.ok(['program', 'cjs', 'fragment', 'route-options', 'fragment run', 'none'].includes(b.mode), `README.md:${b.line}: mode "${b.mode}"`)
+})
+
+// A user's own files beside the README's: both module systems, and types that must not be `any`.
+const PROBE_ESM = `import Fastify from 'fastify'
+import typedWebsocket, { fastifyTypedWebsocket, CloseCode, WebSocketClosedError, type TypedWebSocket } from 'fastify-typed-websocket'
+type IsAny<T> = 0 extends 1 & T ? true : false
+const app = Fastify()
+await app.register(typedWebsocket, { maxPendingBytes: 1 << 20 })
+await app.register(fastifyTypedWebsocket, { validateOutbound: false })
+app.get('/x', { websocket: { message (socket, msg) { const text: string | Buffer = msg; return socket.send(text) } } }, function open (socket) {
+  const raw: IsAny<typeof socket.raw> = false
+  const ready: number = socket.raw.readyState
+  void raw; void ready
+})
+const client = await app.injectWS('/x')
+const notAny: IsAny<typeof client> = false
+const code: 1000 = CloseCode.Normal
+const err: Error = new WebSocketClosedError('CLOSED')
+export type Sock = TypedWebSocket
+void notAny; void code; void err
+`
+
+const PROBE_CJS = `import Fastify = require('fastify')
+import typedWebsocket = require('fastify-typed-websocket')
+type IsAny<T> = 0 extends 1 & T ? true : false
+async function main (): Promise<void> {
+  const app = Fastify()
+  await app.register(typedWebsocket.fastifyTypedWebsocket, { pingInterval: 0 })
+  app.get('/x', { websocket: true }, function open (socket) {
+    const raw: IsAny<typeof socket.raw> = false
+    void raw
+  })
+  const client = await app.injectWS('/x')
+  const notAny: IsAny<typeof client> = false
+  const code: 1001 = typedWebsocket.CloseCode.GoingAway
+  void notAny; void code
+}
+void main()
+`
+
+function indent (code: string): string {
+  return code.split('\n').map(l => l === '' ? l : '  ' + l).join('\n')
+}
+
+/** The first program without its listen call (a fragment continues it), or listening on a free port. */
+function firstProgram (listen: 'none' | 'free-port'): string {
+  const code = (first as Block).code
+  return listen === 'none'
+    ? code.replace(/^await app\.listen\(.*\)\n/m, '')
+    : code.replace(/port: 3000/, 'port: 0')
+}
+
+t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and CommonJS, and every README block', { timeout: 280_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fastify-typed-websocket-consumer-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const packed = await run('npm', ['pack', '--pack-destination', dir, '--silent', '--ignore-scripts'], ROOT, 60_000)
+  t.equal(packed.code, 0, `npm pack: ${packed.stderr}`)
+  const tarball = readdirSync(dir).find(f => f.endsWith('.tgz'))
+  if (tarball === undefined) return t.fail('no tarball')
+
+  const project = join(dir, 'app')
+  mkdirSync(project)
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }))
+  const { deps, devDeps } = installLine()
+  t.ok(deps.includes('fastify-typed-websocket'), `the install line names the package (${deps.join(' ')})`)
+  for (const imported of new Set([...(first as Block).code.matchAll(/from '([^']+)'/g)].map(m => m[1]))) {
+    t.ok(deps.includes(imported), `the install line names ${imported}, which the first example imports`)
+  }
+  t.ok(devDeps.includes('typescript'), 'and TypeScript for TypeScript users')
+  const packages = deps.map(d => d === 'fastify-typed-websocket' ? join(dir, tarball) : d)
+  // What `npm install typescript` gives today, plus 5.9 under another name.
+  const installed = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts',
+    ...packages, 'typescript@7', 'typescript59@npm:typescript@5.9'], project, 150_000)
+  t.equal(installed.code, 0, `npm install in the fresh project: ${installed.stderr.slice(-2000)}`)
+  if (installed.code !== 0) return
+
+  const files: string[] = []
+  const write = (name: string, code: string): void => { writeFileSync(join(project, name), code); files.push(name) }
+  write('probe-esm.mts', PROBE_ESM)
+  write('probe-cjs.cts', PROBE_CJS)
+  const runs: Array<{ file: string, block: Block }> = []
+  for (const [i, block] of blocks.entries()) {
+    const name = `readme-${String(i).padStart(2, '0')}-line-${block.line}`
+    const ext = block.lang === 'ts' ? (block.mode === 'cjs' ? 'cts' : 'mts') : (block.mode === 'cjs' ? 'cjs' : 'mjs')
+    if (block.mode === 'none') continue
+    if (block.mode === 'program' || block.mode === 'cjs') write(`${name}.${ext}`, block.code)
+    if (block.mode === 'fragment' || block.mode === 'fragment run') write(`${name}.${ext}`, `${firstProgram('none')}\n${block.code}`)
+    if (block.mode === 'route-options') {
+      write(`${name}.${ext}`, `${firstProgram('none')}\napp.get('/checked', {\n${indent(block.code)}\n}, function open () {})\n`)
+    }
+    if (block.mode === 'fragment run') {
+      // A client on the README's route first, so that a broadcast has someone to reach.
+      const observer = "const observer = await app.injectWS('/rooms/lobby', { headers: { 'x-token': 'secret-token' } })\n" +
+        "observer.on('message', (data) => console.log('observer got ' + String(data)))\n"
+      const file = `${name}-run.mts`
+      write(file, `${firstProgram('free-port')}\n${observer}${block.code}\nawait new Promise((resolve) => setTimeout(resolve, 300))\nawait app.close()\n`)
+      runs.push({ file, block })
+    }
+  }
+  const base = { target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', strict: true, allowJs: true, checkJs: true, skipLibCheck: false }
+  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...base, noEmit: true }, files }))
+  writeFileSync(join(project, 'tsconfig.skiplib.json'), JSON.stringify({ compilerOptions: { ...base, noEmit: true, skipLibCheck: true }, files }))
+  writeFileSync(join(project, 'first.mts'), firstProgram('free-port'))
+  const emitFiles = ['first.mts', ...runs.map(r => r.file)]
+  writeFileSync(join(project, 'tsconfig.emit.json'), JSON.stringify({ compilerOptions: { ...base, outDir: 'out', rootDir: '.', skipLibCheck: true }, files: emitFiles }))
+
+  const tsc7 = join(project, 'node_modules', 'typescript', 'bin', 'tsc')
+  const tsc59 = join(project, 'node_modules', 'typescript59', 'bin', 'tsc')
+  const [v7, v59] = await Promise.all([node([tsc7, '--version'], project, 30_000), node([tsc59, '--version'], project, 30_000)])
+  t.match(v7.stdout, /^Version 7\./, `typescript@7 is ${v7.stdout.trim()}`)
+  t.match(v59.stdout, /^Version 5\.9\./, `typescript@5.9 is ${v59.stdout.trim()}`)
+  const checks = await Promise.all([
+    node([tsc59, '-p', 'tsconfig.json'], project, 200_000),
+    node([tsc7, '-p', 'tsconfig.json'], project, 100_000),
+    node([tsc7, '-p', 'tsconfig.skiplib.json'], project, 100_000)
+  ])
+  for (const [i, what] of ['TypeScript 5.9', 'TypeScript 7', 'TypeScript 7 with skipLibCheck'].entries()) {
+    t.equal(checks[i].stdout + checks[i].stderr, '', `${what}: strict tsc reports nothing for ${files.length} files`)
+    t.equal(checks[i].code, 0, `${what}: exit code`)
+  }
+
+  // Run: the README's first program, talked to by a real client.
+  const program = join(project, 'out', 'first.mjs')
+  const emitted = await node([tsc7, '-p', 'tsconfig.emit.json'], project, 100_000)
+  t.equal(emitted.code, 0, `the first program and the runnable fragments compile to JavaScript: ${emitted.stdout}`)
+
+  await t.test('the first program serves its route', async (t) => {
+    const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, program], { cwd: project, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => { child.kill() })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => { out += c.toString() })
+    child.stderr.on('data', (c: Buffer) => { out += c.toString() })
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`did not listen within 20 s: ${out}`)), 20_000)
+      child.stdout.on('data', () => {
+        const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out)
+        if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
+      })
+    })
+    const refused = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/rooms/lobby`)
+      ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); ws.terminate() })
+      ws.on('open', () => { resolve(101); ws.terminate() })
+      ws.on('error', () => {})
+    })
+    t.equal(refused, 401, 'without x-token: 401 from the preValidation hook')
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/rooms/lobby`, { headers: { 'x-token': 'secret-token' } })
+    const reply = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no reply within 5 s')), 5000)
+      ws.on('open', () => ws.send(JSON.stringify({ type: 'say', text: 'hello' })))
+      ws.on('message', (data) => { clearTimeout(timer); resolve(String(data)) })
+      ws.on('error', reject)
+    })
+    t.strictSame(JSON.parse(reply), { type: 'said', from: 'ann', text: 'hello' })
+    const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)))
+    ws.send('{"type":"say","text":5}')
+    t.equal(await closed, 1007, 'a message failing inbound closes with 1007')
+  })
+
+  for (const { file, block } of runs) {
+    await t.test(`README.md:${block.line} runs against the README's route`, async (t) => {
+      const result = await node([join('out', file.replace(/\.mts$/, '.mjs'))], project, 30_000)
+      t.equal(result.code, 0, `exit code (stderr: ${result.stderr.slice(-1000)})`)
+      const logs = result.stdout.split('\n').filter(l => l.startsWith('{"level"')).map(l => JSON.parse(l) as { level: number, msg: string })
+      t.strictSame(logs.filter(l => l.level >= 50), [], 'nothing logged as an error')
+      const said = result.stdout.split('\n').filter(l => l.includes('"type":"said"'))
+      t.ok(said.length > 0, `the client received what the block sent: ${said.join(' | ')}`)
+    })
+  }
+})
