@@ -71,3 +71,26 @@ async function main (): Promise<void> {
   client.close()
 }
 export { main }
+
+// Operating options, and who closed.
+{
+  const app = Fastify()
+  app.register(typedWebsocket, { maxConnections: 10_000, rateLimit: { messages: 20, interval: 1000, action: 'close' } })
+  app.get('/ops', {
+    websocket: {
+      maxConnections: 100,
+      rateLimit: { messages: 10, bytes: 4096, interval: 1000, action: 'pause' },
+      close (socket, code, reason, details) {
+        expectType<number>(code)
+        expectType<string>(reason)
+        expectType<'server' | 'client' | 'network'>(details.closedBy)
+        expectType<number | undefined>(details.serverCode)
+        expectType<number>(details.bytesIn + details.messagesOut + details.durationMs)
+        expectType<'server' | 'client' | 'network' | undefined>(socket.closedBy)
+        expectType<string | undefined>(socket.serverCloseReason)
+      }
+    }
+  }, function open () {})
+  // @ts-expect-error action is 'pause' or 'close'
+  app.get('/bad', { websocket: { rateLimit: { messages: 1, interval: 1, action: 'drop' } } }, function open () {})
+}
