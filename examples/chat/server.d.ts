@@ -18,3 +18,4 @@ export declare function buildChatServer (options?: ChatServerOptions): Promise<F
 export declare const ClientMessage: TSchema
 export declare const ServerMessage: TSchema
 export declare const TOKEN_EXPIRED: 4001
+export declare const chat: { inbound: TSchema, outbound: TSchema }
