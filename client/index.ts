@@ -74,8 +74,8 @@ export interface WebSocketLike {
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
 
 export interface ClientOptions<C extends Contract = Contract, Tag extends string = 'type'> {
-  /** The WebSocket class: default the global one; in Node 20 pass `ws`'s. */
-  WebSocket?: WebSocketConstructor
+  /** The WebSocket class: default the global one; in Node 20 pass `ws`'s (any WHATWG-style WebSocket class). */
+  WebSocket?: WebSocketConstructor | (new (...args: never[]) => object)
   /** Added to the URL's query string; a function is called before every attempt. */
   query?: Query | ((client: Client<C, Tag>) => Query)
   /** Subprotocols to offer; a function is called before every attempt. */
@@ -223,7 +223,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
 
   constructor (contract: C, url: string | URL, options: ClientOptions<C, Tag> = {}) {
     const globals = globalThis as Globals
-    const WebSocket = options.WebSocket ?? globals.WebSocket
+    const WebSocket = (options.WebSocket ?? globals.WebSocket) as WebSocketConstructor | undefined
     if (typeof WebSocket !== 'function') {
       throw new TypeError('No global WebSocket: pass one, e.g. connect(contract, url, { WebSocket }) with `ws`')
     }

@@ -6,9 +6,9 @@ export interface ChatServerOptions {
   tokenTtlMs?: number
   /** key that signs tokens (default: random, so tokens die with the process) */
   secret?: string
-  /** how often the page sends `ping` (default 10 s) */
+  /** how often the page sends a heartbeat (default 10 s) */
   heartbeatIntervalMs?: number
-  /** how long the page waits for `pong` before reconnecting (default 5 s) */
+  /** how long the page waits for its answer before reconnecting (default 5 s) */
   heartbeatTimeoutMs?: number
   /** Fastify's `logger` option (default off) */
   logger?: boolean | object
@@ -18,3 +18,4 @@ export declare function buildChatServer (options?: ChatServerOptions): Promise<F
 export declare const ClientMessage: TSchema
 export declare const ServerMessage: TSchema
 export declare const TOKEN_EXPIRED: 4001
+export declare const chat: { inbound: TSchema, outbound: TSchema }

@@ -1,6 +1,6 @@
 'use strict'
 
-// A small chat server: log in, pick a room, talk.
+// A small chat server: log in, pick a room, talk. The page uses fastify-typed-websocket/client.
 //
 //   npm start                      # http://127.0.0.1:3000/
 //   PORT=8080 HOST=0.0.0.0 npm start
@@ -13,11 +13,12 @@
 // - typed messages: every inbound frame is validated against `ClientMessage`, every object
 //   passed to `socket.send()` is serialized from `ServerMessage`;
 // - bad input answered with an `error` message (the `invalidMessage` hook) instead of a close;
-// - an application-level heartbeat: the page sends `ping`, the server answers `pong`;
+// - `heartbeat: true`: the route answers the client's heartbeat, so the page notices a dead link;
+// - resuming: the page reconnects with `?since=<last id seen>` and gets only what it missed;
 // - a custom close code: 4001 `token expired` when the token's lifetime is over.
 
 const { readFileSync } = require('node:fs')
-const { join } = require('node:path')
+const { dirname, join } = require('node:path')
 const { createHmac, randomBytes, timingSafeEqual } = require('node:crypto')
 const Fastify = require('fastify')
 const { Type } = require('@sinclair/typebox')
@@ -27,12 +28,8 @@ const { fastifyTypedWebsocketAsyncapi } = require('fastify-typed-websocket/async
 // --- message schemas --------------------------------------------------------------------
 
 const ClientMessage = Type.Union([
-  // announce yourself in the room; `since` = last message id seen (replays what was missed)
-  Type.Object({ type: Type.Literal('join'), since: Type.Optional(Type.Integer({ minimum: 0 })) }),
   Type.Object({ type: Type.Literal('say'), text: Type.String({ minLength: 1, maxLength: 500 }) }),
-  Type.Object({ type: Type.Literal('typing') }),
-  // heartbeat; `t` is echoed back so the page can show the round-trip time
-  Type.Object({ type: Type.Literal('ping'), t: Type.Number() })
+  Type.Object({ type: Type.Literal('typing') })
 ])
 
 const ServerMessage = Type.Union([
@@ -48,9 +45,11 @@ const ServerMessage = Type.Union([
     room: Type.String(),
     users: Type.Array(Type.Object({ name: Type.String(), typing: Type.Boolean() }))
   }),
-  Type.Object({ type: Type.Literal('error'), message: Type.String() }),
-  Type.Object({ type: Type.Literal('pong'), t: Type.Number() })
+  Type.Object({ type: Type.Literal('error'), message: Type.String() })
 ])
+
+/** What the route spreads into its `websocket` option and the page passes to `connect()`. */
+const chat = { inbound: ClientMessage, outbound: ServerMessage }
 
 const Name = Type.String({ minLength: 1, maxLength: 32, pattern: '^[\\w .-]+$' })
 const RoomName = Type.String({ minLength: 1, maxLength: 32, pattern: '^[\\w-]+$' })
@@ -60,7 +59,10 @@ const TYPING_MS = 3000 // how long a `typing` message keeps the indicator on
 const HISTORY = 50 // messages kept per room for replay after a reconnect
 
 const page = readFileSync(join(__dirname, 'public', 'index.html'))
-const script = readFileSync(join(__dirname, 'public', 'client.js'))
+const script = readFileSync(join(__dirname, 'public', 'app.js'))
+const icon = readFileSync(join(__dirname, 'public', 'favicon.svg'))
+// the client's ES module, as built into the package
+const clientModule = readFileSync(join(dirname(require.resolve('fastify-typed-websocket/package.json')), 'dist', 'client', 'index.mjs'))
 
 // A token is `<payload>.<signature>`: the payload (name and expiry) signed with HMAC-SHA256.
 // Nothing is stored on the server, so a restarted server with the same secret accepts it.
@@ -85,8 +87,8 @@ function verifyToken (secret, token) {
  * @param {object} [options]
  * @param {number} [options.tokenTtlMs] lifetime of a login token (default 1 hour)
  * @param {string} [options.secret] key that signs tokens (default: random, so tokens die with the process)
- * @param {number} [options.heartbeatIntervalMs] how often the page sends `ping` (default 10 s)
- * @param {number} [options.heartbeatTimeoutMs] how long the page waits for `pong` (default 5 s)
+ * @param {number} [options.heartbeatIntervalMs] how often the page sends a heartbeat (default 10 s)
+ * @param {number} [options.heartbeatTimeoutMs] how long the page waits for its answer (default 5 s)
  * @param {boolean|object} [options.logger] Fastify logger option
  */
 async function buildChatServer (options = {}) {
@@ -98,7 +100,8 @@ async function buildChatServer (options = {}) {
     logger = false
   } = options
 
-  const app = Fastify({ logger })
+  // forceCloseConnections: a tab's idle keep-alive connection must not hold up shutdown
+  const app = Fastify({ logger, forceCloseConnections: true })
   // awaited, so that the routes below see the plugin's `websocket` route option
   await app.register(fastifyTypedWebsocket)
   // the AsyncAPI document of the routes below, and its page, at /asyncapi
@@ -115,13 +118,23 @@ async function buildChatServer (options = {}) {
   // --- the page -------------------------------------------------------------------------
 
   app.get('/', (request, reply) => reply.type('text/html; charset=utf-8').send(page))
-  app.get('/client.js', (request, reply) => reply.type('text/javascript; charset=utf-8').send(script))
+  app.get('/app.js', (request, reply) => reply.type('text/javascript; charset=utf-8').send(script))
+  app.get('/client.mjs', (request, reply) => reply.type('text/javascript; charset=utf-8').send(clientModule))
+  app.get('/favicon.ico', (request, reply) => reply.type('image/svg+xml').send(icon))
   app.get('/config.json', () => ({ heartbeatIntervalMs, heartbeatTimeoutMs }))
 
   // --- login: a name in, a short-lived token out ------------------------------------------
 
   app.post('/login', {
-    schema: { body: Type.Object({ name: Name }) }
+    schema: { body: Type.Object({ name: Name }) },
+    // the page shows this message as it is: say what a name may be, not which pattern failed
+    errorHandler (error, request, reply) {
+      if (error.validation === undefined) throw error
+      reply.code(400).send({
+        error: 'Bad Request',
+        message: 'A name is 1 to 32 letters, digits, spaces, dots, dashes or underscores.'
+      })
+    }
   }, async (request) => {
     const { name } = request.body
     const expiresAt = Date.now() + tokenTtlMs
@@ -176,31 +189,19 @@ async function buildChatServer (options = {}) {
   app.get('/chat/:room', {
     schema: {
       params: Type.Object({ room: RoomName }),
-      querystring: Type.Object({ token: Type.String() })
+      querystring: Type.Object({ token: Type.String(), since: Type.Optional(Type.Integer({ minimum: 0 })) })
     },
     preValidation: authenticate,
     websocket: {
-      inbound: ClientMessage,
-      outbound: ServerMessage,
+      ...chat,
+      heartbeat: true,
 
       async message (socket, msg) {
         const room = roomOf(socket)
         const roomName = socket.request.params.room
         const member = room.members.get(socket)
 
-        if (msg.type === 'ping') {
-          await socket.send({ type: 'pong', t: msg.t })
-        } else if (msg.type === 'join') {
-          if (member === undefined) {
-            room.members.set(socket, { name: socket.request.session.name, typingUntil: 0 })
-          }
-          for (const said of room.history) {
-            if (said.id > (msg.since ?? 0)) await socket.send(said)
-          }
-          broadcastPresence(room, roomName)
-        } else if (member === undefined) {
-          await socket.send({ type: 'error', message: `send "join" before "${msg.type}"` })
-        } else if (msg.type === 'typing') {
+        if (msg.type === 'typing') {
           member.typingUntil = Date.now() + TYPING_MS
           broadcastPresence(room, roomName)
           const state = timers.get(socket)
@@ -234,17 +235,25 @@ async function buildChatServer (options = {}) {
         }
       }
     }
-  }, function open (socket, request) {
+  }, async function open (socket, request) {
     // the route handler is the connection's `open`: schedule the 4001 close for when the token expires
     const expiry = setTimeout(() => socket.close(TOKEN_EXPIRED, 'token expired'),
       request.session.expiresAt - Date.now())
     timers.set(socket, { expiry, typing: undefined })
+    // replay what this page missed (all of the history on a first visit), then join
+    const room = roomOf(socket)
+    const since = request.query.since ?? 0
+    for (const said of room.history) {
+      if (said.id > since) await socket.send(said)
+    }
+    room.members.set(socket, { name: request.session.name, typingUntil: 0 })
+    broadcastPresence(room, request.params.room)
   })
 
   return app
 }
 
-module.exports = { buildChatServer, ClientMessage, ServerMessage, TOKEN_EXPIRED }
+module.exports = { buildChatServer, chat, ClientMessage, ServerMessage, TOKEN_EXPIRED }
 
 if (require.main === module) {
   const port = Number(process.env.PORT ?? 3000)
@@ -252,9 +261,14 @@ if (require.main === module) {
   buildChatServer({ secret: process.env.CHAT_SECRET }).then(async (app) => {
     await app.listen({ port, host })
     console.log(`chat server listening on http://${host.includes(':') ? `[${host}]` : host}:${port}/`)
-    // open sockets are closed with 1001 `server shutting down`; pages reconnect to the next server
+    // open sockets are closed with 1001 `server shutting down`; pages reconnect to the next server.
+    // A second Ctrl-C, or a close that takes longer than 3 s, exits at once.
     for (const signal of ['SIGINT', 'SIGTERM']) {
-      process.once(signal, () => { app.close().then(() => process.exit(0)) })
+      process.on(signal, () => {
+        if (app.server.listening === false) process.exit(1)
+        setTimeout(() => process.exit(1), 3000).unref()
+        app.close().then(() => process.exit(0), () => process.exit(1))
+      })
     }
   }).catch((err) => {
     console.error(err)
