@@ -16,6 +16,7 @@ export interface ConnectionOptions {
   maxBufferedAmount: number
   maxPendingMessages: number
   validateOutbound: boolean
+  heartbeat: boolean
   subprotocols: string[] | undefined
   selectSubprotocol: SubprotocolSelector | undefined
 }
@@ -30,6 +31,7 @@ export const defaults: Readonly<ConnectionOptions> = Object.freeze({
   maxBufferedAmount: 16 * 1024 * 1024,
   maxPendingMessages: 1024,
   validateOutbound: false,
+  heartbeat: false,
   subprotocols: undefined,
   selectSubprotocol: undefined
 })
@@ -39,7 +41,7 @@ export type HandlerName = typeof handlerNames[number]
 /** A user's hook, called with the Fastify instance as `this`. */
 export type Handler = (this: unknown, ...args: unknown[]) => unknown
 
-const routeOnly = new Set(['inbound', 'outbound', 'binary', 'heartbeat', 'http', ...handlerNames])
+const routeOnly = new Set(['inbound', 'outbound', 'binary', 'http', ...handlerNames])
 
 type Input = Record<string, unknown>
 
@@ -78,8 +80,8 @@ function checkOption (where: string, name: string, value: unknown): void {
       }
       return
     case 'validateOutbound':
-    case 'binary':
     case 'heartbeat':
+    case 'binary':
       if (typeof value !== 'boolean') fail(where, `${name} must be a boolean`)
       return
     case 'subprotocols':
@@ -145,9 +147,8 @@ export interface RouteSettings {
   inbound: object | undefined
   outbound: object | undefined
   binary: boolean
-  heartbeat: boolean
   /** The answer to a plain GET or HEAD without an upgrade. */
-  http: Handler | undefined
+  http?: Handler
   handlers: Partial<Record<HandlerName, Handler>>
 }
 
@@ -156,7 +157,7 @@ const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
 /** Checks a route's `websocket` option (`true` or an object) and merges it over the plugin's options. */
 export function resolveRouteOptions (base: ConnectionOptions, input: unknown, url: string): RouteSettings {
   const where = `Route "${url}"`
-  if (input === true) return { options: base, inbound: undefined, outbound: undefined, binary: false, heartbeat: false, http: undefined, handlers: {} }
+  if (input === true) return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {} }
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     fail(where, 'the websocket option must be true or an object')
   }
@@ -171,7 +172,6 @@ export function resolveRouteOptions (base: ConnectionOptions, input: unknown, ur
     inbound: route.inbound as object | undefined,
     outbound: route.outbound as object | undefined,
     binary: route.binary === true,
-    heartbeat: route.heartbeat === true,
     http: route.http as Handler | undefined,
     handlers
   }

@@ -15,6 +15,7 @@ const contractDefaults = {
   maxBufferedAmount: 16 * MiB,
   maxPendingMessages: 1024,
   validateOutbound: false,
+  heartbeat: false,
   subprotocols: undefined,
   selectSubprotocol: undefined
 }
@@ -86,6 +87,7 @@ t.test('every option is accepted with a valid value', async (t) => {
     maxBufferedAmount: 1,
     maxPendingMessages: 1,
     validateOutbound: true,
+    heartbeat: false,
     subprotocols: undefined,
     selectSubprotocol: select
   })
@@ -153,14 +155,17 @@ t.test('compression', async (t) => {
   }
 })
 
-t.test('validateOutbound and binary are booleans', async (t) => {
+t.test('validateOutbound, heartbeat and binary are booleans', async (t) => {
   for (const value of ['true', 1, null, {}]) {
     t.throws(() => resolvePluginOptions({ validateOutbound: value }), invalidOption(where, /validateOutbound must be a boolean$/))
+    t.throws(() => resolveRouteOptions(defaults, { heartbeat: value }, '/r'), invalidOption('Route "/r"', /^Route "\/r": heartbeat must be a boolean$/))
     t.throws(() => resolveRouteOptions(defaults, { binary: value }, '/r'), invalidOption('Route "/r"', /^Route "\/r": binary must be a boolean$/))
   }
   t.equal(resolveRouteOptions(defaults, { binary: true }, '/r').binary, true)
   t.equal(resolveRouteOptions(defaults, { binary: false }, '/r').binary, false)
   t.equal(resolveRouteOptions(defaults, {}, '/r').binary, false)
+  t.equal(resolveRouteOptions(defaults, { heartbeat: true }, '/r').options.heartbeat, true)
+  t.equal(resolvePluginOptions({ heartbeat: true }).heartbeat, true)
 })
 
 t.test('subprotocols', async (t) => {

@@ -186,6 +186,11 @@ declare namespace fastifyTypedWebsocket {
     maxPendingMessages?: number
     /** Also check outgoing objects against `outbound`; a mismatch throws. Default `false`. */
     validateOutbound?: boolean
+    /**
+     * Answer the client's heartbeat (an empty text message, as sent by `fastify-typed-websocket/client`)
+     * with an empty text message, before validation and without calling `message`. Default `false`.
+     */
+    heartbeat?: boolean
     /** Subprotocols the server speaks, most preferred first. */
     subprotocols?: string[]
     /** Picks a subprotocol from those the client offered; return nothing for none. */
@@ -207,8 +212,6 @@ declare namespace fastifyTypedWebsocket {
     outbound?: Outbound
     /** With `inbound`: also accept binary frames, delivered to `message` as Buffers. */
     binary?: Binary
-    /** The route answers the client's heartbeat frame (an empty text message) with an empty text message. */
-    heartbeat?: boolean
     /**
      * The answer to a plain GET or HEAD without `Upgrade` (instead of the 400), after the same hooks.
      * @example http: (request, reply) => reply.type('text/html').send(page)
