@@ -49,7 +49,7 @@ export type HandlerName = typeof handlerNames[number]
 /** A user's hook, called with the Fastify instance as `this`. */
 export type Handler = (this: unknown, ...args: unknown[]) => unknown
 
-const routeOnly = new Set(['inbound', 'outbound', 'binary', 'heartbeat', 'http', ...handlerNames])
+const routeOnly = new Set(['inbound', 'outbound', 'binary', 'http', ...handlerNames])
 
 type Input = Record<string, unknown>
 
@@ -181,9 +181,8 @@ export interface RouteSettings {
   inbound: object | undefined
   outbound: object | undefined
   binary: boolean
-  heartbeat: boolean
   /** The answer to a plain GET or HEAD without an upgrade. */
-  http: Handler | undefined
+  http?: Handler
   handlers: Partial<Record<HandlerName, Handler>>
 }
 
@@ -192,7 +191,7 @@ const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
 /** Checks a route's `websocket` option (`true` or an object) and merges it over the plugin's options. */
 export function resolveRouteOptions (base: ConnectionOptions, input: unknown, url: string): RouteSettings {
   const where = `Route "${url}"`
-  if (input === true) return { options: base, inbound: undefined, outbound: undefined, binary: false, heartbeat: false, http: undefined, handlers: {} }
+  if (input === true) return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {} }
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     fail(where, 'the websocket option must be true or an object')
   }
@@ -207,7 +206,6 @@ export function resolveRouteOptions (base: ConnectionOptions, input: unknown, ur
     inbound: route.inbound as object | undefined,
     outbound: route.outbound as object | undefined,
     binary: route.binary === true,
-    heartbeat: route.heartbeat === true,
     http: route.http as Handler | undefined,
     handlers
   }

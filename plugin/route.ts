@@ -114,7 +114,7 @@ export function createRouteHook (state: PluginState) {
     // (A broken handler fails app.ready() on its GET route; its twin need not throw too.)
     if (methods.every(m => m === 'HEAD') && (typeof handler !== 'function' || state.openHandlers.has(handler))) {
       // The HEAD twin Fastify adds for every GET route: it cannot upgrade, but the route's http may answer it.
-      const http = (input as { http?: unknown }).http
+      const http = (input as { http?: unknown } | null)?.http
       routeOptions.handler = function noUpgrade (request, reply) {
         if (typeof http === 'function' && request.headers.upgrade === undefined) return http.call(this, request, reply)
         return refuse(reply, refusals.upgrade)

@@ -233,13 +233,15 @@ t.test('transform changes the document before it is served; info and a prefix', 
   t.match(init.body, 'url: "/v2/spec/json"')
 })
 
-t.test('before the app is ready, app.asyncapi() builds the document from the routes so far', async (t) => {
+t.test('before the app is ready, app.asyncapi() builds the document from the routes so far, with the plugin\'s options', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
-  await app.register(typedWebsocket)
+  await app.register(typedWebsocket, { heartbeat: true })
   await app.register(asyncapi)
   app.get('/early', { websocket: true }, open)
-  t.same(Object.keys((app.asyncapi() as Doc).channels), ['early'])
+  const doc = app.asyncapi() as Doc
+  t.same(Object.keys(doc.channels), ['early'])
+  t.same(Object.keys(doc.operations), ['early.heartbeat', 'early.send'], 'heartbeat set for every route by the plugin')
 })
 
 t.test('the page, its script and styles: local files, a CSP that allows only this origin', async (t) => {

@@ -19,10 +19,11 @@ t.test('a plain GET runs the hooks, then http; an upgrade on the same URL still 
       },
       websocket: {
         outbound: Type.Object({ room: Type.String() }),
-        async message (socket) { await socket.send({ room: socket.request.params.room }) },
+        async message (socket) { await socket.send({ room: (socket.request.params as { room: string }).room }) },
         http (request, reply) {
-          seen.push(`http ${request.method} ${request.params.room}`)
-          reply.header('x-room', request.params.room).type('text/html; charset=utf-8').send(`<h1>${request.params.room}</h1>`)
+          const params = request.params as { room: string }
+          seen.push(`http ${request.method} ${params.room}`)
+          reply.header('x-room', params.room).type('text/html; charset=utf-8').send(`<h1>${params.room}</h1>`)
         }
       }
     }, () => {})

@@ -193,7 +193,7 @@ export function buildDocument (input: DocumentInput): JsonObject {
     if (received.length > 0) {
       operations[`${id}.receive`] = { action: 'receive', channel: { $ref: channelRef }, summary: `Messages the server receives on ${address}`, messages: received }
     }
-    if (settings.heartbeat) {
+    if (settings.options.heartbeat) {
       const beat = add(heartbeat, 'received')
       const reply = add(heartbeatReply, 'sent')
       sent.push(reply)
