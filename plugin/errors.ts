@@ -30,3 +30,6 @@ export const FST_WS_DUPLICATE_TOPIC = createError(
 
 export const FST_WS_BROKER_UNAVAILABLE = createError(
   'FST_WS_BROKER_UNAVAILABLE', 'The broker did not answer: %s', 503)
+
+export const FST_WS_INVALID_PRESENCE = createError(
+  'FST_WS_INVALID_PRESENCE', 'Topic "%s": the presence does not match the presence schema: %s', 400, TypeError)
