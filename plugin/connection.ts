@@ -49,6 +49,14 @@ const EMPTY_TEXT = ''
 // request, promise), for the maxBufferedAmount check.
 const MESSAGE_COST = 512
 
+// What sendFrame reads of ws's Sender (ws 8): its state (0 = idle, not
+// compressing or reading a Blob), its queue, and whether a fragmented message is under way.
+interface SenderState { _state: number, _queue: unknown[], _firstFragment: boolean }
+
+function uncork (connection: WebSocketConnection): void {
+  WebSocketConnection.uncork(connection)
+}
+
 type Payload = string | Buffer | ArrayBufferView | ArrayBuffer
 
 /** The close code ws attached to a receiver error (under a symbol it does not export). */
@@ -124,6 +132,8 @@ export class WebSocketConnection implements KeepaliveMember {
   readonly #logsLifecycle: boolean
   readonly #bucket: TokenBucket | undefined
   #closeDetails: CloseDetails | undefined = undefined
+  // The net socket is corked until the next tick: frames of this tick leave in one write.
+  #corked = false
 
   constructor (raw: WebSocket, socket: Writable, request: FastifyRequest, route: RouteRuntime, instance: FastifyInstance, registry: Registry) {
     this.raw = raw
@@ -217,12 +227,7 @@ export class WebSocketConnection implements KeepaliveMember {
     // message to a reader that keeps up is fine.) Each waiting message also
     // costs memory of its own, so it counts as at least MESSAGE_COST bytes.
     const waiting = this.#unflushed === undefined ? 0 : this.#unflushed.length / 3
-    if (raw.bufferedAmount + waiting * MESSAGE_COST > this.#route.options.maxBufferedAmount) {
-      this.log.warn({ bufferedAmount: raw.bufferedAmount, messages: waiting }, 'websocket peer is not reading; closing')
-      if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages: waiting })
-      this.fail(CloseCode.PolicyViolation, 'send buffer full')
-      throw new WebSocketClosedError(readyStates[raw.readyState])
-    }
+    if (this.#overLimit(waiting)) throw new WebSocketClosedError(readyStates[raw.readyState])
     let payload: Payload
     let binary: boolean
     if (typeof data === 'string') {
@@ -259,6 +264,45 @@ export class WebSocketConnection implements KeepaliveMember {
     const sent = this.#whenFlushed()
     raw.send(payload, opts, this.#onFlushed)
     return sent
+  }
+
+  #overLimit (waiting: number): boolean {
+    const raw = this.raw
+    if (raw.bufferedAmount + waiting * MESSAGE_COST <= this.#route.options.maxBufferedAmount) return false
+    this.log.warn({ bufferedAmount: raw.bufferedAmount, messages: waiting }, 'websocket peer is not reading; closing')
+    if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages: waiting })
+    this.fail(CloseCode.PolicyViolation, 'send buffer full')
+    return true
+  }
+
+  /**
+   * Writes a text frame built once for many sockets (a topic's message): the
+   * same buffer goes to every subscriber. Frames written in one tick leave in
+   * one write. Where the pre-built frame is not safe (compression negotiated,
+   * ws's sender busy or holding frames, a fragmented message half sent) the
+   * payload goes through ws as an ordinary send, in order.
+   */
+  sendFrame (frame: Buffer, text: string): void {
+    const raw = this.raw
+    if (raw.readyState !== WebSocket.OPEN) return
+    if (this.#overLimit(this.#unflushed === undefined ? 0 : this.#unflushed.length / 3)) return
+    const sender = (raw as unknown as { _sender: SenderState })._sender
+    if (raw.extensions !== '' || sender._state !== 0 || sender._queue.length > 0 || !sender._firstFragment) {
+      raw.send(text, TEXT)
+      return
+    }
+    const socket = this.#socket
+    if (!this.#corked) {
+      this.#corked = true
+      socket.cork()
+      process.nextTick(uncork, this)
+    }
+    socket.write(frame)
+  }
+
+  static uncork (connection: WebSocketConnection): void {
+    connection.#corked = false
+    connection.#socket.uncork()
   }
 
   /** A promise settled by the next call of the flush callback not yet claimed. */

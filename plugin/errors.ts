@@ -33,3 +33,6 @@ export const FST_WS_BROKER_UNAVAILABLE = createError(
 
 export const FST_WS_ASYNCAPI_SCHEMA = createError(
   'FST_WS_ASYNCAPI_SCHEMA', '%s: the %s schema cannot be described in AsyncAPI: %s', 500, TypeError)
+
+export const FST_WS_INVALID_PRESENCE = createError(
+  'FST_WS_INVALID_PRESENCE', 'Topic "%s": the presence does not match the presence schema: %s', 400, TypeError)

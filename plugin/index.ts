@@ -1,23 +1,28 @@
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
 import { CloseCode } from './close-codes'
-import { WebSocketClosedError } from './errors'
+import type { Broker } from './broker'
+import { FST_WS_INVALID_OPTION, WebSocketClosedError } from './errors'
+import { MemoryBroker } from './memory-broker'
 import { KeepaliveClocks } from './keepalive'
 import { injectWS, type InjectWSOptions } from './inject'
 import { resolvePluginOptions } from './options'
 import { ClientRegistry } from './registry'
 import { compileRoutes, ConnectionCount, createRouteHook, type PluginState } from './route'
+import { TopicNode, type TopicOptions } from './topics'
 import { createUpgradeListener } from './upgrade'
 
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
   // Fastify passes its own register options (prefix, logLevel...) along with ours.
-  const { prefix: _prefix, logLevel: _logLevel, logSerializers: _logSerializers, ...ours } = opts
+  const { prefix: _prefix, logLevel: _logLevel, logSerializers: _logSerializers, broker = new MemoryBroker(), ...ours } = opts
   let options
   try {
     options = resolvePluginOptions(ours)
+    checkBroker(broker)
   } catch (err) {
     return done(err as Error)
   }
+  const topics = new TopicNode(broker as Broker)
   const state: PluginState = {
     options,
     registry: new ClientRegistry(),
@@ -38,10 +43,16 @@ const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = fu
     return injectWS(this.server, path, options)
   })
 
+  // The public types describe a Topic's sockets as TypedWebSocket; at run time they are connections.
+  fastify.decorate('websocketTopic', function (this: FastifyInstance, name: string, options: TopicOptions) {
+    return topics.declare(name, options, this.getSchemas())
+  } as never)
+  fastify.decorate(Symbol.for('fastify-typed-websocket.topics'), { getter: () => topics.descriptions })
+
   fastify.addHook('onRoute', createRouteHook(state))
-  fastify.addHook('onReady', function (ready) {
+  fastify.addHook('onReady', async function () {
     compileRoutes(state)
-    ready()
+    await topics.start()
   })
 
   const onUpgrade = createUpgradeListener(fastify.routing)
@@ -54,7 +65,16 @@ const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = fu
       closed()
     })
   })
+  // After every socket is gone: the node leaves its keys, then the broker closes.
+  fastify.addHook('onClose', () => topics.close())
   done()
+}
+
+const brokerMethods = ['start', 'close', 'publish', 'subscribe', 'unsubscribe', 'history', 'join', 'leave', 'presence']
+
+function checkBroker (broker: unknown): void {
+  const missing = brokerMethods.filter(m => typeof (broker as Record<string, unknown> | null)?.[m] !== 'function')
+  if (missing.length > 0) throw new FST_WS_INVALID_OPTION('fastify-typed-websocket options', `broker must implement ${missing.join(', ')}`)
 }
 
 fp(fastifyTypedWebsocket, { name: 'fastify-typed-websocket', fastify: '5.x' })

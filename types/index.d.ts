@@ -37,6 +37,17 @@ declare module 'fastify' {
      * @example const client = await app.injectWS('/chat/lobby', { headers: { authorization: 'Bearer t' } })
      */
     injectWS (path: string, options?: fastifyTypedWebsocket.InjectWSOptions): Promise<WebSocket>
+    /**
+     * Declares a topic: a family of keys (rooms, documents…) whose messages all match `message`.
+     * @example const rooms = app.websocketTopic('rooms', { message: Said, history: 100, offsetField: 'id' })
+     */
+    websocketTopic<
+      Message extends fastifyTypedWebsocket.MessageSchema,
+      OffsetField extends string & keyof fastifyTypedWebsocket.StaticOf<Message> = never,
+      Presence extends fastifyTypedWebsocket.MessageSchema | undefined = undefined
+    > (name: string, options: fastifyTypedWebsocket.TopicOptions<Message, OffsetField, Presence>):
+    fastifyTypedWebsocket.Topic<fastifyTypedWebsocket.StaticOf<Message>, OffsetField,
+        Presence extends fastifyTypedWebsocket.MessageSchema ? fastifyTypedWebsocket.StaticOf<Presence> : never>
 
     route<
       RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
@@ -244,7 +255,60 @@ declare namespace fastifyTypedWebsocket {
     rateLimit?: RateLimitOptions
   }
 
-  export type FastifyTypedWebsocketOptions = WebSocketOptions
+  export interface FastifyTypedWebsocketOptions extends WebSocketOptions {
+    /** Where topics publish and subscribe. Default: an in-memory broker, one process. */
+    broker?: Broker
+  }
+
+  export type { Broker, BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from '../plugin/broker'
+
+  export interface TopicOptions<Message extends MessageSchema = MessageSchema, OffsetField extends string = never, Presence extends MessageSchema | undefined = undefined> {
+    /** The schema every message of the topic matches. */
+    message: Message
+    /** Messages kept per key for `history()` and recovery with `since`. Default 0. */
+    history?: number
+    /** Milliseconds a key's history outlives its last publish. Default 600000. */
+    historyTtl?: number
+    /** An integer field of the message that the topic sets to the message's offset. */
+    offsetField?: OffsetField
+    /** The schema of what a member shows in `presence()`. */
+    presence?: Presence
+    /** Milliseconds a dead node's members stay in `presence()`. Default 30000. */
+    presenceTtl?: number
+  }
+
+  /** What a socket must be able to send to subscribe: its `outbound` type must hold every message of the topic. */
+  export type CanHold<Socket, Message> = Socket extends TypedWebSocket<infer Outbound, unknown>
+    ? ([Message] extends [Outbound] ? unknown : { 'outbound cannot hold the topic\'s messages': Message })
+    : never
+
+  export interface SubscribeOptions<Presence> {
+    /** The last offset the client saw: messages after it are replayed when history covers them. */
+    since?: number
+    /** Makes the socket a member of the key, as shown by `presence()`. */
+    presence?: Presence
+  }
+
+  /**
+   * A declared topic.
+   * @example await rooms.subscribe(socket, 'lobby', { since: 41 }); await rooms.publish('lobby', { type: 'said', text: 'hi' })
+   */
+  export interface Topic<Message = unknown, OffsetField extends string = never, Presence = never> {
+    readonly name: string
+    /** Checks, serializes and frames the message once and delivers it to every subscriber of `key` but `except`. */
+    publish (key: string, message: [OffsetField] extends [never] ? Message : Omit<Message, OffsetField>,
+      options?: { except?: TypedWebSocket<unknown, unknown> }): Promise<{ offset: number }>
+    /** Subscribes a socket to `key`; with `since`, replays what it missed when `recovered`. */
+    subscribe<Socket extends TypedWebSocket<unknown, unknown>> (socket: Socket & CanHold<Socket, Message>, key: string,
+      options?: SubscribeOptions<Presence>): Promise<{ offset: number, recovered: boolean }>
+    unsubscribe (socket: TypedWebSocket<unknown, unknown>, key: string): Promise<void>
+    /** The sockets of this process subscribed to `key`. */
+    subscribers (key: string): ReadonlySet<TypedWebSocket<unknown, unknown>>
+    /** Stored messages in offset order: with `since`, the oldest `limit` after it; without, the newest `limit`. */
+    history (key: string, options?: { since?: number, limit?: number }): Promise<Array<{ offset: number, message: Message }>>
+    /** One entry per subscribed member socket, on every node. */
+    presence (key: string): Promise<Presence[]>
+  }
 
   /** A route's `websocket` option: schemas, hooks and option overrides. */
   export interface WebSocketRouteOptions<

@@ -1,0 +1,436 @@
+import { randomUUID } from 'node:crypto'
+import type { ErrorObject, ValidateFunction } from 'ajv'
+import fastJson from 'fast-json-stringify'
+import WebSocket from 'ws'
+// ws 8 exports its Sender at run time; @types/ws does not declare it.
+const { Sender } = require('ws') as { Sender: { frame (data: Buffer, options: object): Buffer[] } }
+import type { Broker, BrokerEntry, BrokerSink, BrokerTopic } from './broker'
+import { CloseCode } from './close-codes'
+import { createAjv, explainValidation } from './codec'
+import type { WebSocketConnection } from './connection'
+import {
+  FST_WS_BROKER_UNAVAILABLE, FST_WS_DUPLICATE_TOPIC, FST_WS_INVALID_OPTION, FST_WS_INVALID_OUTBOUND,
+  FST_WS_INVALID_PRESENCE, WebSocketClosedError
+} from './errors'
+
+type Json = Record<string, unknown>
+
+export interface TopicOptions {
+  message: object
+  history?: number
+  historyTtl?: number
+  offsetField?: string
+  presence?: object
+  presenceTtl?: number
+}
+
+/** What documentation generators read under `Symbol.for('fastify-typed-websocket.topics')`. */
+export interface TopicDescription {
+  name: string
+  message: object
+  presence: object | undefined
+  history: number
+  historyTtl: number
+  presenceTtl: number
+  offsetField: string | undefined
+}
+
+const FRAME_OPTIONS = { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false }
+
+/** One text frame for every subscriber: header and payload in one buffer. */
+export function buildFrame (data: string): Buffer {
+  const parts = Sender.frame(Buffer.from(data), FRAME_OPTIONS)
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts)
+}
+
+/** A message on its way to a socket: its offset, text and the frame built once for all. */
+interface Delivery { offset: number, data: string, frame: Buffer }
+
+// A subscriber that is replaying history: live messages wait here until it is done.
+type Backlog = Delivery[]
+
+/** The subscribers of one (topic, key) on this node. */
+class KeyState {
+  // Live subscribers map to null; recovering ones to their backlog.
+  readonly sockets = new Map<WebSocketConnection, Backlog | null>()
+  readonly joining = new Set<WebSocketConnection>()
+  offset = 0
+  subscribed = false
+  // Deliveries that arrived before the broker's subscribe resolved.
+  early: BrokerEntry[] | undefined = []
+  ready: Promise<void>
+  constructor (ready: (state: KeyState) => Promise<void>) {
+    this.ready = ready(this)
+  }
+}
+
+// Publishes from this node with `except`, until their delivery passes by.
+interface Exception { socket: WebSocketConnection, head: string | undefined, body: string, offset: number | undefined }
+
+const kMemberships = Symbol('fastify-typed-websocket.topics')
+type Member = WebSocketConnection & { [kMemberships]?: { id: string, keys: Set<[Topic, string]> } }
+
+function keyError (topic: string, key: unknown): Error | undefined {
+  if (typeof key === 'string' && key !== '') return undefined
+  return new FST_WS_INVALID_OPTION(`Topic "${topic}"`, `a key must be a non-empty string, got ${typeof key === 'string' ? '""' : typeof key}`)
+}
+
+/** A declared topic: a family of keys whose messages match one schema. */
+export class Topic {
+  readonly name: string
+  readonly settings: BrokerTopic
+  readonly description: TopicDescription
+  readonly #node: TopicNode
+  readonly #validate: ValidateFunction
+  readonly #stringify: (value: unknown) => string
+  readonly #offsetField: string | undefined
+  readonly #head: string | undefined
+  readonly #validatePresence: ValidateFunction | undefined
+  readonly #keys = new Map<string, KeyState>()
+  // Broker unsubscribes still under way, per key: a new first subscriber waits for it.
+  readonly #leaving = new Map<string, Promise<void>>()
+  readonly #exceptions = new Map<string, Exception[]>()
+
+  constructor (node: TopicNode, name: string, options: TopicOptions, schemas: Json) {
+    const where = `Topic "${name}"`
+    const { message, offsetField, presence } = options
+    if (message === null || typeof message !== 'object') throw new FST_WS_INVALID_OPTION(where, 'message must be a schema object')
+    const history = count(where, 'history', options.history, 0)
+    const historyTtl = count(where, 'historyTtl', options.historyTtl, 600_000)
+    const presenceTtl = count(where, 'presenceTtl', options.presenceTtl, 30_000)
+    if (presence !== undefined && (presence === null || typeof presence !== 'object')) {
+      throw new FST_WS_INVALID_OPTION(where, 'presence must be a schema object')
+    }
+    let serialized = message as Json
+    if (offsetField !== undefined) {
+      const properties = (message as Json).properties as Json | undefined
+      const field = properties?.[offsetField] as Json | undefined
+      if (field?.type !== 'integer') {
+        throw new FST_WS_INVALID_OPTION(where, `offsetField "${String(offsetField)}" must name an integer property of the message`)
+      }
+      // The offset goes first, so the text splits into head + offset + body.
+      const { [offsetField]: _, ...rest } = properties as Json
+      serialized = { ...serialized, properties: { [offsetField]: field, ...rest } }
+      this.#head = `{${JSON.stringify(offsetField)}:`
+    }
+    const ajv = createAjv(schemas)
+    try {
+      this.#validate = ajv.compile(message)
+      this.#stringify = fastJson(serialized, { schema: schemas as Record<string, never> })
+      this.#validatePresence = presence === undefined ? undefined : ajv.compile(presence)
+    } catch (err) {
+      throw new FST_WS_INVALID_OPTION(where, `the schema does not compile: ${(err as Error).message}`)
+    }
+    this.name = name
+    this.#node = node
+    this.#offsetField = offsetField
+    this.settings = { name, history, historyTtl, presenceTtl }
+    this.description = Object.freeze({ name, message, presence, history, historyTtl, presenceTtl, offsetField })
+  }
+
+  async publish (key: string, message: unknown, options?: { except?: WebSocketConnection }): Promise<{ offset: number }> {
+    const bad = keyError(this.name, key)
+    if (bad !== undefined) throw bad
+    const field = this.#offsetField
+    const checked = field === undefined ? message : { ...(message as Json), [field]: 1 }
+    if (!this.#validate(checked)) {
+      const errors = this.#validate.errors as ErrorObject[]
+      const err = new FST_WS_INVALID_OUTBOUND(explainValidation(errors, this.description.message, checked))
+      Object.assign(err, { validation: errors })
+      throw err
+    }
+    let head: string | undefined
+    let body: string
+    if (field === undefined) {
+      body = this.#stringify(message)
+    } else {
+      head = this.#head as string
+      const text = this.#stringify({ ...(message as Json), [field]: 0 })
+      body = text.slice(head.length + 1)
+    }
+    const broker = this.#node.broker()
+    const except = options?.except
+    let exception: Exception | undefined
+    if (except !== undefined) {
+      exception = { socket: except, head, body, offset: undefined }
+      let list = this.#exceptions.get(key)
+      if (list === undefined) this.#exceptions.set(key, list = [])
+      list.push(exception)
+    }
+    try {
+      const offset = await broker.publish(this.settings, key, { head, body })
+      if (exception !== undefined) exception.offset = offset
+      return { offset }
+    } catch (err) {
+      if (exception !== undefined) this.#dropException(key, exception)
+      throw err
+    }
+  }
+
+  #dropException (key: string, exception: Exception): void {
+    const list = this.#exceptions.get(key) as Exception[]
+    const at = list.indexOf(exception)
+    if (at !== -1) list.splice(at, 1)
+    if (list.length === 0) this.#exceptions.delete(key)
+  }
+
+  /** The socket a delivery must skip: a publish of this node with `except`. */
+  #exceptFor (key: string, entry: BrokerEntry): WebSocketConnection | undefined {
+    const list = this.#exceptions.get(key)
+    if (list === undefined) return undefined
+    for (const exception of list) {
+      const matches = exception.offset === undefined
+        ? entry.data === (exception.head === undefined ? exception.body : exception.head + entry.offset + exception.body)
+        : exception.offset === entry.offset
+      if (matches) {
+        this.#dropException(key, exception)
+        return exception.socket
+      }
+    }
+    return undefined
+  }
+
+  async subscribe (socket: WebSocketConnection, key: string, options?: { since?: number, presence?: unknown }): Promise<{ offset: number, recovered: boolean }> {
+    const bad = keyError(this.name, key)
+    if (bad !== undefined) throw bad
+    const since = options?.since
+    if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) {
+      throw new FST_WS_INVALID_OPTION(`Topic "${this.name}"`, `since must be an integer >= 0, got ${String(since)}`)
+    }
+    let presence: string | undefined
+    if (options?.presence !== undefined) {
+      const validate = this.#validatePresence
+      if (validate === undefined) throw new FST_WS_INVALID_PRESENCE(this.name, 'the topic declares no presence schema')
+      if (!validate(options.presence)) {
+        throw new FST_WS_INVALID_PRESENCE(this.name, explainValidation(validate.errors as ErrorObject[], this.description.presence, options.presence))
+      }
+      presence = JSON.stringify(options.presence)
+    }
+    if (socket.raw.readyState !== WebSocket.OPEN) throw new WebSocketClosedError('CLOSED')
+    const broker = this.#node.broker()
+    const member = this.#node.member(socket)
+    let state = this.#keys.get(key)
+    const existing = state?.sockets.has(socket) === true || state?.joining.has(socket) === true
+    if (state === undefined) {
+      const leaving = this.#leaving.get(key)
+      state = new KeyState(async (s) => {
+        if (leaving !== undefined) await leaving
+        const offset = await broker.subscribe(this.settings, key)
+        s.offset = offset
+        s.subscribed = true
+        const early = s.early as BrokerEntry[]
+        s.early = undefined
+        for (const entry of early) if (entry.offset > offset) this.deliver(key, entry)
+      })
+      this.#keys.set(key, state)
+    }
+    if (!existing) {
+      state.joining.add(socket)
+      member.keys.add([this, key])
+    }
+    try {
+      await state.ready
+      if (presence !== undefined) await broker.join(this.settings, key, member.id, presence)
+    } catch (err) {
+      state.joining.delete(socket)
+      this.#release(key, state)
+      throw err
+    }
+    if (!state.joining.has(socket)) {
+      // Unsubscribed or closed meanwhile.
+      if (!existing) throw new WebSocketClosedError('CLOSED')
+      return { offset: state.offset, recovered: false }
+    }
+    state.joining.delete(socket)
+    const offset = state.offset
+    if (since === undefined || since > offset) {
+      state.sockets.set(socket, null)
+      return { offset, recovered: false }
+    }
+    if (since === offset) {
+      state.sockets.set(socket, null)
+      return { offset, recovered: true }
+    }
+    const backlog: Backlog = []
+    state.sockets.set(socket, backlog)
+    let recovered = false
+    try {
+      const entries = await broker.history(this.settings, key, { since, limit: offset - since })
+      recovered = entries.length === offset - since && entries.every((e, i) => e.offset === since + 1 + i)
+      if (recovered && state.sockets.get(socket) === backlog) {
+        for (const e of entries) socket.sendFrame(buildFrame(e.data), e.data)
+      }
+    } catch (err) {
+      socket.log.warn({ err, topic: this.name, key }, 'topic history unavailable; subscribed without recovery')
+    }
+    if (state.sockets.get(socket) === backlog) {
+      state.sockets.set(socket, null)
+      for (const d of backlog) socket.sendFrame(d.frame, d.data)
+    }
+    return { offset, recovered }
+  }
+
+  /** A message from the broker: one frame, written to every local subscriber. */
+  deliver (key: string, entry: BrokerEntry): void {
+    const state = this.#keys.get(key)
+    if (state === undefined) return
+    if (state.early !== undefined) {
+      state.early.push(entry)
+      return
+    }
+    if (entry.offset <= state.offset) return
+    state.offset = entry.offset
+    const except = this.#exceptFor(key, entry)
+    let delivery: Delivery | undefined
+    for (const [socket, backlog] of state.sockets) {
+      if (socket === except) continue
+      delivery ??= { offset: entry.offset, data: entry.data, frame: buildFrame(entry.data) }
+      if (backlog === null) socket.sendFrame(delivery.frame, delivery.data)
+      else backlog.push(delivery)
+    }
+  }
+
+  /** The broker cannot vouch for the order of this key any more: its subscribers must resynchronise. */
+  lost (key: string, offset: number): void {
+    const state = this.#keys.get(key)
+    if (state === undefined) return
+    state.offset = offset
+    for (const socket of state.sockets.keys()) socket.close(CloseCode.ServiceRestart, 'missed messages')
+  }
+
+  async unsubscribe (socket: WebSocketConnection, key: string): Promise<void> {
+    const state = this.#keys.get(key)
+    if (state === undefined) return
+    const member = (socket as Member)[kMemberships]
+    if (member !== undefined) {
+      for (const entry of member.keys) if (entry[0] === this && entry[1] === key) member.keys.delete(entry)
+    }
+    const was = state.sockets.delete(socket) || state.joining.delete(socket)
+    const broker = this.#node.broker()
+    const left = this.#release(key, state)
+    if (was && member !== undefined && this.#validatePresence !== undefined) {
+      await broker.leave(this.settings, key, member.id)
+    }
+    await left
+  }
+
+  /** After the last local subscriber: the node leaves the key at the broker. */
+  #release (key: string, state: KeyState): Promise<void> | undefined {
+    if (state.sockets.size > 0 || state.joining.size > 0 || this.#keys.get(key) !== state) return undefined
+    this.#keys.delete(key)
+    if (!state.subscribed) return undefined
+    const leaving = this.#node.broker().unsubscribe(this.settings, key).finally(() => {
+      if (this.#leaving.get(key) === leaving) this.#leaving.delete(key)
+    })
+    this.#leaving.set(key, leaving)
+    return leaving
+  }
+
+  subscribers (key: string): ReadonlySet<WebSocketConnection> {
+    const state = this.#keys.get(key)
+    return new Set(state === undefined ? [] : state.sockets.keys())
+  }
+
+  async history (key: string, options?: { since?: number, limit?: number }): Promise<Array<{ offset: number, message: unknown }>> {
+    const bad = keyError(this.name, key)
+    if (bad !== undefined) throw bad
+    const entries = await this.#node.broker().history(this.settings, key, {
+      since: options?.since,
+      limit: options?.limit ?? this.settings.history
+    })
+    return entries.map(e => ({ offset: e.offset, message: JSON.parse(e.data) }))
+  }
+
+  async presence (key: string): Promise<unknown[]> {
+    const bad = keyError(this.name, key)
+    if (bad !== undefined) throw bad
+    const members = await this.#node.broker().presence(this.settings, key)
+    return members.map(m => JSON.parse(m))
+  }
+
+  /** Every key this node holds, for shutdown. */
+  async leaveAll (): Promise<void> {
+    const pending: Array<Promise<void>> = []
+    for (const [key, state] of this.#keys) {
+      for (const socket of [...state.sockets.keys(), ...state.joining]) pending.push(this.unsubscribe(socket, key))
+    }
+    pending.push(...this.#leaving.values())
+    await Promise.allSettled(pending)
+  }
+}
+
+function count (where: string, name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new FST_WS_INVALID_OPTION(where, `${name} must be an integer >= 0, got ${String(value)}`)
+  }
+  return value
+}
+
+function onSocketClose (this: WebSocket): void {
+  const member = (this as unknown as { [kMemberships]: Member })[kMemberships]
+  const memberships = member[kMemberships] as { keys: Set<[Topic, string]> }
+  for (const [topic, key] of [...memberships.keys]) {
+    topic.unsubscribe(member, key).catch((err: unknown) => member.log.warn({ err, topic: topic.name, key }, 'topic unsubscribe failed'))
+  }
+}
+
+/** The topics of one app and the broker behind them. */
+export class TopicNode implements BrokerSink {
+  readonly topics = new Map<string, Topic>()
+  readonly descriptions = new Map<string, TopicDescription>()
+  readonly #broker: Broker
+  #started = false
+  #closed = false
+
+  constructor (broker: Broker) {
+    this.#broker = broker
+  }
+
+  broker (): Broker {
+    if (this.#closed) throw new FST_WS_BROKER_UNAVAILABLE('the app is closed')
+    if (!this.#started) throw new FST_WS_BROKER_UNAVAILABLE('the app is not ready yet')
+    return this.#broker
+  }
+
+  declare (name: string, options: TopicOptions, schemas: Json): Topic {
+    if (typeof name !== 'string' || name === '') throw new FST_WS_INVALID_OPTION('websocketTopic', 'a topic name must be a non-empty string')
+    if (this.topics.has(name)) throw new FST_WS_DUPLICATE_TOPIC(name)
+    if (options === null || typeof options !== 'object') throw new FST_WS_INVALID_OPTION(`Topic "${name}"`, 'options must be an object with a message schema')
+    const topic = new Topic(this, name, options, schemas)
+    this.topics.set(name, topic)
+    this.descriptions.set(name, topic.description)
+    return topic
+  }
+
+  member (socket: WebSocketConnection): { id: string, keys: Set<[Topic, string]> } {
+    const member = socket as Member
+    let memberships = member[kMemberships]
+    if (memberships === undefined) {
+      memberships = member[kMemberships] = { id: randomUUID(), keys: new Set() }
+      ;(socket.raw as unknown as { [kMemberships]: Member })[kMemberships] = member
+      socket.raw.once('close', onSocketClose)
+    }
+    return memberships
+  }
+
+  async start (): Promise<void> {
+    await this.#broker.start(this)
+    this.#started = true
+  }
+
+  async close (): Promise<void> {
+    if (!this.#started) return
+    await Promise.allSettled([...this.topics.values()].map(t => t.leaveAll()))
+    this.#closed = true
+    await this.#broker.close()
+  }
+
+  deliver (topic: string, key: string, entry: BrokerEntry): void {
+    this.topics.get(topic)?.deliver(key, entry)
+  }
+
+  lost (topic: string, key: string, offset: number): void {
+    this.topics.get(topic)?.lost(key, offset)
+  }
+}
