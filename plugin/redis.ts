@@ -42,9 +42,10 @@ interface Subscription {
   epoch: string | null
   /** Live messages waiting while the offsets before them are fetched. */
   pending: Array<{ epoch: string, offset: number, data: string }>
-  /** Recovery runs (or the subscription is not in effect yet): live messages wait. */
-  held: boolean
-  again: boolean
+  /** Recoveries queued or running (or the subscription is not in effect yet): live messages wait. */
+  held: number
+  /** Recoveries of one key run one after the other. */
+  recovery: Promise<void>
 }
 
 interface Member { base: string, topic: BrokerTopic, data: string }
@@ -116,7 +117,7 @@ class RedisBroker implements Broker {
   async subscribe (topic: BrokerTopic, key: string): Promise<number> {
     const base = this.#base(topic.name, key)
     const sub: Subscription = {
-      topic: topic.name, key, channel: base, base, last: 0, epoch: null, pending: [], held: true, again: false
+      topic: topic.name, key, channel: base, base, last: 0, epoch: null, pending: [], held: 1, recovery: Promise.resolve()
     }
     this.#subscriptions.set(base, sub)
     try {
@@ -126,14 +127,14 @@ class RedisBroker implements Broker {
       sub.last = state.offset
       sub.epoch = state.epoch
     } catch (err) {
-      if (this.#subscriptions.get(base) === sub) this.#subscriptions.delete(base)
+      this.#subscriptions.delete(base)
       this.#subscriber?.unsubscribe(base).catch(() => {})
       throw err
     }
     // Live messages that came meanwhile go to the sink once the caller knows the offset.
     setImmediate(() => {
-      sub.held = false
-      if (sub.pending.length > 0) this.#flush(sub)
+      sub.held--
+      this.#flush(sub)
     })
     return sub.last
   }
@@ -241,8 +242,8 @@ class RedisBroker implements Broker {
           finish(new FST_WS_BROKER_UNAVAILABLE(`${what}: ${err.message}`))
         })
       }
-      if (redis.status === 'ready') go()
-      else if (this.#closed) finish(new FST_WS_BROKER_UNAVAILABLE(`${what}: the broker is closed`))
+      if (this.#closed) finish(new FST_WS_BROKER_UNAVAILABLE(`${what}: the broker is closed`))
+      else if (redis.status === 'ready') go()
       else redis.once('ready', go)
     })
   }
@@ -260,12 +261,11 @@ class RedisBroker implements Broker {
     const second = payload.indexOf(':', first + 1)
     const message = { epoch: payload.slice(0, first), offset: Number(payload.slice(first + 1, second)), data: payload.slice(second + 1) }
     sub.pending.push(message)
-    if (!sub.held) this.#flush(sub)
+    if (sub.held === 0) this.#flush(sub)
   }
 
   /** Hands waiting messages to the sink in offset order; a gap or a new epoch starts recovery. */
   #flush (sub: Subscription): void {
-    const sink = this.#sink as BrokerSink
     while (sub.pending.length > 0) {
       const next = sub.pending[0]
       const known = sub.epoch === next.epoch || (sub.epoch === null && sub.last === 0)
@@ -280,7 +280,7 @@ class RedisBroker implements Broker {
       sub.pending.shift()
       sub.epoch = next.epoch
       sub.last = next.offset
-      sink.deliver(sub.topic, sub.key, { offset: next.offset, data: next.data })
+      this.#emit(sub, { offset: next.offset, data: next.data })
     }
   }
 
@@ -291,52 +291,61 @@ class RedisBroker implements Broker {
    * resumes after the current offset. Live messages wait meanwhile.
    */
   #recover (sub: Subscription): void {
-    if (sub.held) {
-      sub.again = true
-      return
-    }
-    sub.held = true
+    sub.held++
     const run = async (): Promise<void> => {
+      let rounds = 0
+      let gap = false
       do {
-        sub.again = false
+        // Live messages after a fresh read follow it without a gap; one that still does not is a loss.
+        if (++rounds > 3) {
+          this.#lost(sub, sub.pending[0].offset - 1, sub.pending[0].epoch)
+          break
+        }
         const state = await this.#state(sub.base)
-        if (this.#subscriptions.get(sub.channel) !== sub) return
         if (state.epoch !== sub.epoch && !(sub.epoch === null && sub.last === 0)) {
           this.#lost(sub, state.offset, state.epoch)
         } else if (state.offset > sub.last) {
           const from = sub.last + 1
           const entries = await this.#command('recover', (redis) =>
             redis.xrange(sub.base + ':h', `${from}-1`, `${state.offset}-1`, 'COUNT', state.offset - sub.last))
-          if (this.#subscriptions.get(sub.channel) !== sub) return
-          if (sub.epoch === null) sub.epoch = state.epoch
+          sub.epoch = state.epoch
           const missed = entries.map(toEntry)
-          if (missed.length !== state.offset - sub.last || missed[0].offset !== from) {
+          // Ids are offsets and the range is bounded by both ends: the right count means no hole.
+          if (missed.length !== state.offset - sub.last) {
             this.#lost(sub, state.offset, state.epoch)
           } else {
             for (const entry of missed) {
               sub.last = entry.offset
-              ;(this.#sink as BrokerSink).deliver(sub.topic, sub.key, entry)
+              this.#emit(sub, entry)
             }
           }
         }
         sub.pending = sub.pending.filter((message) => message.epoch === sub.epoch && message.offset > sub.last)
         sub.pending.sort((a, b) => a.offset - b.offset)
-        if (sub.pending.length > 0 && sub.pending[0].offset !== sub.last + 1) sub.again = true
-      } while (sub.again)
+        gap = sub.pending.length > 0 && sub.pending[0].offset !== sub.last + 1
+      } while (gap)
     }
-    run().then(() => {
-      sub.held = false
-      if (this.#subscriptions.get(sub.channel) === sub) this.#flush(sub)
+    sub.recovery = sub.recovery.then(run).then(() => {
+      sub.held--
+      this.#flush(sub)
     }, () => {
       // Redis went away again: the next reconnect retries.
-      sub.held = false
+      sub.held--
     })
   }
 
   #lost (sub: Subscription, offset: number, epoch: string | null): void {
     sub.last = offset
     sub.epoch = epoch
-    ;(this.#sink as BrokerSink).lost(sub.topic, sub.key, offset)
+    this.#emit(sub, offset)
+  }
+
+  /** To the sink, while the key is still subscribed (a recovery may outlast the subscription). */
+  #emit (sub: Subscription, what: BrokerEntry | number): void {
+    if (this.#subscriptions.get(sub.channel) !== sub) return
+    const sink = this.#sink as BrokerSink
+    if (typeof what === 'number') sink.lost(sub.topic, sub.key, what)
+    else sink.deliver(sub.topic, sub.key, what)
   }
 
   #recoverAll (): void {
