@@ -392,5 +392,3 @@ export function redisBroker (options: RedisBrokerOptions): Broker {
   }
   return new RedisBroker(options)
 }
-
-export default redisBroker

@@ -17,4 +17,3 @@ export interface RedisBrokerOptions {
  * @example await app.register(fastifyTypedWebsocket, { broker: redisBroker({ client: app.redis }) })
  */
 export declare function redisBroker (options: RedisBrokerOptions): Broker
-export default redisBroker
