@@ -48,7 +48,7 @@ interface Subscription {
   recovery: Promise<void>
 }
 
-interface Member { base: string, topic: BrokerTopic, data: string }
+interface Member { base: string, id: string, data: string }
 
 class RedisBroker implements Broker {
   readonly #client: Redis
@@ -59,7 +59,7 @@ class RedisBroker implements Broker {
   #subscriber: Redis | undefined
   #sink: BrokerSink | undefined
   readonly #subscriptions = new Map<string, Subscription>()
-  /** This node's presence members, by member id. */
+  /** This node's presence members, by key and member id. */
   readonly #members = new Map<string, Member>()
   /** Lease refresh timers, by topic name. */
   readonly #leases = new Map<string, { ttl: number, timer: NodeJS.Timeout }>()
@@ -163,7 +163,7 @@ class RedisBroker implements Broker {
 
   async join (topic: BrokerTopic, key: string, id: string, data: string): Promise<void> {
     const base = this.#base(topic.name, key)
-    this.#members.set(id, { base, topic, data })
+    this.#members.set(base + '\n' + id, { base, id, data })
     this.#lease(topic)
     await this.#command('join', (redis) => redis.multi()
       .set(this.#leaseKey(topic.name), '1', 'PX', topic.presenceTtl)
@@ -172,8 +172,9 @@ class RedisBroker implements Broker {
   }
 
   async leave (topic: BrokerTopic, key: string, id: string): Promise<void> {
-    this.#members.delete(id)
-    await this.#command('leave', (redis) => redis.hdel(this.#base(topic.name, key) + ':p', id))
+    const base = this.#base(topic.name, key)
+    this.#members.delete(base + '\n' + id)
+    await this.#command('leave', (redis) => redis.hdel(base + ':p', id))
   }
 
   async presence (topic: BrokerTopic, key: string): Promise<string[]> {
@@ -357,7 +358,7 @@ class RedisBroker implements Broker {
     const redis = this.#commands as Redis
     const batch = redis.multi()
     for (const [name, { ttl }] of this.#leases) batch.set(this.#leaseKey(name), '1', 'PX', ttl)
-    for (const [id, member] of this.#members) batch.hset(member.base + ':p', id, this.#node + ' ' + member.data)
+    for (const member of this.#members.values()) batch.hset(member.base + ':p', member.id, this.#node + ' ' + member.data)
     batch.exec().catch(() => {})
     this.#recoverAll()
   }

@@ -132,6 +132,7 @@ t.test('Redis killed and restarted empty', async (t) => {
   const b = await node(t, redis, { brokerTimeout: 500 })
   await a.broker.subscribe(rooms, 'lobby')
   await b.broker.join(rooms, 'lobby', 'b1', '"bob"')
+  await b.broker.join(rooms, 'hall', 'b1', '"bob in the hall"')
   for (let i = 0; i < 3; i++) await b.broker.publish(rooms, 'lobby', said(`m${i}`))
   await until(() => a.sink.delivered.length === 3)
   await redis.kill()
@@ -157,6 +158,7 @@ t.test('Redis killed and restarted empty', async (t) => {
   t.notOk(a.sink.delivered.some((d) => d.data.includes('lost')), 'a rejected publish is never delivered')
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.same(await a.broker.presence(rooms, 'lobby'), ['"bob"'], 'members come back after Redis restarted empty')
+  t.same(await a.broker.presence(rooms, 'hall'), ['"bob in the hall"'], 'one socket can be a member of several keys')
 })
 
 t.test('a subscriber connection that drops catches up from history, or reports the loss', async (t) => {
