@@ -153,7 +153,8 @@ t.test('Redis killed and restarted empty', async (t) => {
     if (offset === 0) await new Promise((resolve) => setTimeout(resolve, 100))
   }
   t.equal(offset, 1, 'publishing works again, offsets start again after the loss')
-  await until(() => a.sink.delivered.length === 4)
+  // The subscriber connection may come back after the command connection (ioredis backs off up to 2 s).
+  await until(() => a.sink.delivered.length === 4, 10_000)
   t.equal(a.sink.delivered[3].data, '{"id":1,"text":"back"}')
   t.notOk(a.sink.delivered.some((d) => d.data.includes('lost')), 'a rejected publish is never delivered')
   await new Promise((resolve) => setTimeout(resolve, 300))
