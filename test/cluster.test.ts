@@ -1,0 +1,180 @@
+// Three Fastify nodes (child processes) on one real redis-server, 300 clients spread
+// over them. Every message of a room reaches every client of the room exactly once and
+// in the same order; then Redis is killed and restarted, and one node gets SIGKILL.
+import t from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
+import Fastify from 'fastify'
+import WebSocket from 'ws'
+import typedWebsocket from './helpers/plugin'
+import { startRedis } from './helpers/redis'
+
+const NODE = join(__dirname, 'fixtures', 'cluster', 'node.js')
+const ROOMS = 10
+const CLIENTS = 300
+const PER_NODE_AND_ROOM = 20
+const BROKER_TIMEOUT = 1000
+const PRESENCE_TTL = 1500
+
+interface Said { type: 'said', id: number, from: string, n: number }
+interface Client { name: string, room: string, node: number, ws: WebSocket, said: Said[], closed?: { code: number, reason: string }, hello: Promise<void> }
+
+async function until (check: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+function childEnv (extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env = { ...process.env, ...extra }
+  delete env.NODE_V8_COVERAGE
+  delete env.NODE_OPTIONS
+  for (const key of Object.keys(env)) if (key.startsWith('_TAPJS_PROCESSINFO_')) delete env[key]
+  return env
+}
+
+function startNode (redisUrl: string, name: string): Promise<{ child: ChildProcess, port: number }> {
+  const child = spawn(process.execPath, [NODE], {
+    env: childEnv({ REDIS_URL: redisUrl, NAME: name, BROKER_TIMEOUT: String(BROKER_TIMEOUT), PRESENCE_TTL: String(PRESENCE_TTL) }),
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node ${name} did not start`)), 15_000)
+    child.stdout?.on('data', (chunk: Buffer) => {
+      const match = /listening (\d+)/.exec(chunk.toString())
+      if (match !== null) {
+        clearTimeout(timer)
+        resolve({ child, port: Number(match[1]) })
+      }
+    })
+    child.once('exit', (code) => reject(new Error(`node ${name} exited with ${code}`)))
+  })
+}
+
+async function get<T> (port: number, path: string): Promise<T> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(30_000) })
+  return await response.json() as T
+}
+
+function connect (port: number, node: number, name: string, room: string, since?: number): Client {
+  const query = `name=${name}` + (since === undefined ? '' : `&since=${since}`)
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/rooms/${room}?${query}`)
+  const client: Client = { name, room, node, ws, said: [], hello: Promise.resolve() }
+  client.hello = new Promise((resolve, reject) => {
+    ws.on('message', (data) => {
+      const message = JSON.parse(String(data))
+      if (message.type === 'hello') resolve()
+      else client.said.push(message)
+    })
+    ws.once('close', (code, reason) => {
+      client.closed = { code, reason: String(reason) }
+      reject(new Error(`${name} closed with ${code} before hello`))
+    })
+  })
+  client.hello.catch(() => {})
+  return client
+}
+
+/** Each message once, ids rising by one. */
+function contiguous (said: Said[]): boolean {
+  return said.every((m, i) => i === 0 || m.id === said[i - 1].id + 1)
+}
+
+t.test('three nodes on Redis', async (t) => {
+  const probe = Fastify()
+  await probe.register(typedWebsocket)
+  await probe.ready()
+  const hasTopics = probe.hasDecorator('websocketTopic')
+  await probe.close()
+  if (!hasTopics) {
+    t.plan(0, 'topics are not part of this build')
+    return
+  }
+
+  const redis = await startRedis(t)
+  const nodes = await Promise.all([0, 1, 2].map((i) => startNode(redis.url, `node${i}`)))
+  t.teardown(() => { for (const { child } of nodes) child.kill('SIGKILL') })
+  let clients: Client[] = Array.from({ length: CLIENTS }, (_, i) => connect(nodes[i % 3].port, i % 3, `c${i}`, `r${i % ROOMS}`))
+  t.teardown(() => { for (const client of clients) client.ws.terminate() })
+  await Promise.all(clients.map((client) => client.hello))
+
+  await t.test('presence lists every member once', async (t) => {
+    for (let room = 0; room < ROOMS; room++) {
+      const names = await get<string[]>(nodes[room % 3].port, `/presence?room=r${room}`)
+      t.same(names.sort(), clients.filter((c) => c.room === `r${room}`).map((c) => c.name).sort(), `r${room}`)
+    }
+  })
+
+  await t.test('every node publishing at once: every message once, one order on every node', async (t) => {
+    const published = await Promise.all(nodes.flatMap(({ port }) =>
+      Array.from({ length: ROOMS }, (_, room) => get<Array<{ offset?: number }>>(port, `/publish?room=r${room}&count=${PER_NODE_AND_ROOM}`))))
+    t.ok(published.every((results) => results.every((r) => typeof r.offset === 'number')), 'every publish resolved')
+    const total = 3 * PER_NODE_AND_ROOM
+    await until(() => clients.every((c) => c.said.length >= total), 30_000, 'every message delivered')
+    for (let room = 0; room < ROOMS; room++) {
+      const members = clients.filter((c) => c.room === `r${room}`)
+      const order = members[0].said.map((m) => `${m.from}/${m.n}`)
+      t.equal(new Set(order).size, total, `r${room}: each message once`)
+      t.ok(members.every((c) => c.said.length === total && contiguous(c.said) && c.said[0].id === 1), `r${room}: offsets 1…${total}, no gap, no duplicate`)
+      t.ok(members.every((c) => c.said.map((m) => `${m.from}/${m.n}`).join() === order.join()), `r${room}: the same order on every node`)
+    }
+  })
+
+  await t.test('Redis killed and restarted: resolved publishes arrive or the subscriber gets 1012', async (t) => {
+    const before = new Map(clients.map((c) => [c, c.said.length]))
+    const publishing = get<Array<{ offset?: number, code?: string, ms?: number }>>(nodes[1].port, '/publish?room=r1&count=40')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    await redis.kill()
+    await new Promise((resolve) => setTimeout(resolve, BROKER_TIMEOUT * 1.5))
+    const during = await get<Array<{ offset?: number, code?: string, ms?: number }>>(nodes[0].port, '/publish?room=r0&count=2')
+    t.ok(during.every((r) => r.code === 'FST_WS_BROKER_UNAVAILABLE' && (r.ms as number) <= BROKER_TIMEOUT + 500), 'publishes during the outage reject within brokerTimeout')
+    await redis.restart()
+    const results = await publishing
+    t.ok(results.every((r) => r.offset !== undefined || (r.code === 'FST_WS_BROKER_UNAVAILABLE' && (r.ms as number) <= BROKER_TIMEOUT + 500)), 'each publish resolved or rejected in time')
+    const resolved = new Set(results.filter((r) => r.offset !== undefined).map((r) => r.offset))
+    // Redis came back empty: every subscriber of a key it held is closed with 1012.
+    await until(() => clients.every((c) => c.closed !== undefined), 15_000, 'every subscriber closed after Redis lost its keys')
+    for (const c of clients.filter((c) => c.room === 'r1')) {
+      const got = new Set(c.said.slice(before.get(c)).map((m) => m.id))
+      t.ok(c.closed?.code === 1012 || [...resolved].every((o) => got.has(o as number)), `${c.name}: every resolved publish, or 1012`)
+    }
+    t.ok(clients.every((c) => c.closed?.code === 1012 && c.closed.reason === 'missed messages'), 'closed with 1012 missed messages')
+    clients = clients.map((c) => connect(nodes[c.node].port, c.node, c.name, c.room))
+    await Promise.all(clients.map((client) => client.hello))
+    const again = await get<Array<{ offset?: number }>>(nodes[2].port, '/publish?room=r2&count=3')
+    t.same(again.map((r) => r.offset), [1, 2, 3], 'publishing works again, offsets start again')
+  })
+
+  await t.test('a node killed: its clients resume on another node with since, and leave presence', async (t) => {
+    const dead = nodes[2]
+    const orphans = clients.filter((c) => c.node === 2)
+    await get(nodes[0].port, '/publish?room=r3&count=5')
+    await until(() => clients.filter((c) => c.room === 'r3').every((c) => c.said.length >= 5), 10_000, 'r3 delivered')
+    dead.child.kill('SIGKILL')
+    await until(() => orphans.every((c) => c.closed !== undefined), 10_000, 'orphans see the link drop')
+    const published = await Promise.all([0, 1].flatMap((n) => Array.from({ length: ROOMS }, (_, room) => get(nodes[n].port, `/publish?room=r${room}&count=5`))))
+    t.equal(published.length, 2 * ROOMS)
+    const resumed = orphans.map((c) => {
+      const last = c.said.length === 0 ? 0 : c.said[c.said.length - 1].id
+      const next = connect(nodes[0].port, 0, c.name, c.room, last)
+      next.said = c.said.slice()
+      return next
+    })
+    await Promise.all(resumed.map((c) => c.hello))
+    clients = clients.filter((c) => c.node !== 2).concat(resumed)
+    await get(nodes[1].port, '/publish?room=r3&count=5')
+    for (let room = 0; room < ROOMS; room++) {
+      const members = clients.filter((c) => c.room === `r${room}`)
+      const want = room === 3 ? 20 : room === 2 ? 13 : 10
+      await until(() => members.every((c) => c.said.length >= want), 10_000, `r${room} complete`)
+      t.ok(members.every((c) => contiguous(c.said) && c.said.length === want), `r${room}: nothing missed, nothing twice, across the move`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, PRESENCE_TTL + 1000))
+    for (let room = 0; room < ROOMS; room++) {
+      const names = await get<string[]>(nodes[0].port, `/presence?room=r${room}`)
+      t.same(names.sort(), clients.filter((c) => c.room === `r${room}`).map((c) => c.name).sort(), `r${room}: every member once`)
+    }
+  })
+})

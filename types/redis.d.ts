@@ -1,0 +1,19 @@
+import type { Redis } from 'ioredis'
+import type { Broker } from './broker'
+
+export type { Broker, BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from './broker'
+
+export interface RedisBrokerOptions {
+  /** An ioredis client, e.g. `app.redis` from `@fastify/redis`. The broker duplicates it for its own connections. */
+  client: Redis
+  /** Prepended to every Redis key and channel the broker uses. Default `'fastify-typed-websocket:'`. */
+  prefix?: string
+  /** Milliseconds a call waits for Redis before it rejects with `FST_WS_BROKER_UNAVAILABLE`. Default 5000. */
+  brokerTimeout?: number
+}
+
+/**
+ * A broker on Redis: offsets, history and presence live in Redis, so every node sees one order per key.
+ * @example await app.register(fastifyTypedWebsocket, { broker: redisBroker({ client: app.redis }) })
+ */
+export declare function redisBroker (options: RedisBrokerOptions): Broker
