@@ -25,7 +25,7 @@ import { join } from 'node:path'
 import WebSocket from 'ws'
 
 // npm install and tsc 5.9 without skipLibCheck take a while on a busy machine.
-t.setTimeout(290_000)
+t.setTimeout(420_000)
 
 const ROOT = join(__dirname, '..')
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8')
@@ -142,7 +142,7 @@ function firstProgram (listen: 'none' | 'free-port'): string {
     : code.replace(/port: 3000/, 'port: 0')
 }
 
-t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and CommonJS, and every README block', { timeout: 280_000 }, async (t) => {
+t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and CommonJS, and every README block', { timeout: 410_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fastify-typed-websocket-consumer-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const packed = await run('npm', ['pack', '--pack-destination', dir, '--silent', '--ignore-scripts'], ROOT, 60_000)

@@ -9,6 +9,8 @@ import type { TypedWebSocket } from 'fastify-typed-websocket'
 import { closed, connect, deferred, messages, sleep, startServer, until } from './helpers/server'
 
 const MiB = 1024 * 1024
+// Moving and parsing 800 MiB takes a while on a busy machine.
+t.setTimeout(300_000)
 
 t.test('reading pauses once the bytes held reach maxPendingBytes, and resumes when the queue drains', async (t) => {
   for (const [name, options, size] of [
