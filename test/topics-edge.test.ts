@@ -1,0 +1,121 @@
+import t from 'tap'
+import Fastify from 'fastify'
+import { Type } from '@sinclair/typebox'
+import WebSocket from 'ws'
+import typedWebsocket from './helpers/plugin'
+import { MemoryBroker } from '../plugin/memory-broker'
+import type { BrokerEntry, BrokerMessage, BrokerTopic } from '../plugin/broker'
+import { startServer, messages, closed, sleep } from './helpers/server'
+
+const Note = Type.Object({ text: Type.String() })
+const Id = Type.Object({ id: Type.Integer() })
+
+/** The in-memory broker, with a history that fails and one delivery sent twice before subscribe resolves. */
+class EagerBroker extends MemoryBroker {
+  historyFails = false
+  override async subscribe (topic: BrokerTopic, key: string): Promise<number> {
+    const offset = await super.subscribe(topic, key)
+    await super.publish(topic, key, { head: undefined, body: '{"text":"early"}' })
+    return offset
+  }
+
+  override async history (topic: BrokerTopic, key: string, options: { since?: number, limit?: number }): Promise<BrokerEntry[]> {
+    if (this.historyFails) throw new Error('history down')
+    return super.history(topic, key, options)
+  }
+
+  override publish (topic: BrokerTopic, key: string, message: BrokerMessage): Promise<number> {
+    if (message.body.includes('reject')) return Promise.reject(new Error('refused'))
+    return super.publish(topic, key, message)
+  }
+}
+
+t.test('bad options, keys and brokers get coded errors', async (t) => {
+  const app = Fastify()
+  app.register(typedWebsocket, { broker: {} as never })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_WS_INVALID_OPTION', message: /broker must implement start/ })
+  const ok = Fastify()
+  await ok.register(typedWebsocket)
+  t.throws(() => ok.websocketTopic('', { message: Note }), { code: 'FST_WS_INVALID_OPTION' })
+  t.throws(() => ok.websocketTopic('x', null as never), { code: 'FST_WS_INVALID_OPTION' })
+  t.throws(() => ok.websocketTopic('x', { message: 1 as never }), { code: 'FST_WS_INVALID_OPTION' })
+  t.throws(() => ok.websocketTopic('x', { message: Note, history: -1 }), { code: 'FST_WS_INVALID_OPTION', message: /history/ })
+  t.throws(() => ok.websocketTopic('x', { message: Note, presence: 1 as never }), { code: 'FST_WS_INVALID_OPTION', message: /presence/ })
+  t.throws(() => ok.websocketTopic('x', { message: { type: 'nope' } }), { code: 'FST_WS_INVALID_OPTION', message: /compile/ })
+  const notes = ok.websocketTopic('notes', { message: Note })
+  await t.rejects(notes.publish('k', { text: 'x' }), { code: 'FST_WS_BROKER_UNAVAILABLE', message: /not ready/ })
+  await ok.ready()
+  await t.rejects(notes.history(3 as never), { code: 'FST_WS_INVALID_OPTION' })
+  await t.rejects(notes.presence(''), { code: 'FST_WS_INVALID_OPTION' })
+  await t.rejects(notes.subscribe({} as never, ''), { code: 'FST_WS_INVALID_OPTION' })
+  t.equal(notes.subscribers('none').size, 0)
+  await notes.unsubscribe({} as never, 'none')
+  const empty = ok.websocketTopic('ids', { message: Id, offsetField: 'id', history: 2 })
+  t.same(await empty.publish('k', {}), { offset: 1 })
+  t.same(await empty.history('k'), [{ offset: 1, message: { id: 1 } }])
+  await ok.close()
+})
+
+t.test('subscribe: options checked, twice is once, early deliveries filtered, failing history, rejected publish', async (t) => {
+  const broker = new EagerBroker()
+  let notes = null as unknown as ReturnType<typeof declare>
+  function declare (app: Parameters<Parameters<typeof startServer>[1]>[0]) {
+    return app.websocketTopic('notes', { message: Note, history: 10 })
+  }
+  const server = await startServer(t, (app) => {
+    notes = declare(app)
+    app.get('/n', { websocket: true }, async (socket, request) => {
+      const since = (request.query as { since?: string }).since
+      await t.rejects(notes.subscribe(socket, 'k', { since: -1 }), { code: 'FST_WS_INVALID_OPTION' })
+      await t.rejects(notes.subscribe(socket, 'k', { presence: {} as never }), { code: 'FST_WS_INVALID_PRESENCE' })
+      const first = notes.subscribe(socket, 'k', { since: since === undefined ? undefined : Number(since) })
+      const again = await notes.subscribe(socket, 'k')
+      const result = await first
+      await socket.send(JSON.stringify({ again, result }))
+    })
+  }, { plugin: { broker } })
+  const a = new WebSocket(server.url('/n'))
+  const [hello] = (await messages(a, 1)).map(m => JSON.parse(m as string))
+  // The delivery that arrived before the broker's subscribe resolved counts in the offset.
+  t.same(hello, { again: { offset: 1, recovered: false }, result: { offset: 1, recovered: false } })
+  broker.historyFails = true
+  await notes.publish('k', { text: 'one' })
+  const b = new WebSocket(server.url('/n?since=0'))
+  const [reply] = (await messages(b, 1)).map(m => JSON.parse(m as string))
+  t.same(reply.result, { offset: 2, recovered: false })
+  await t.rejects(notes.publish('k', { text: 'reject' }, { except: [...notes.subscribers('k')][0] }), /refused/)
+  // lost: every subscriber is told to resynchronise.
+  const gone = closed(a)
+  await notes.unsubscribe([...notes.subscribers('k')][1], 'k')
+  a.close()
+  await gone
+  b.close()
+  await sleep(20)
+  t.equal(notes.subscribers('k').size, 0)
+})
+
+t.test('a closed socket cannot subscribe; lost() closes subscribers with 1012', async (t) => {
+  const broker = new MemoryBroker()
+  let sink: { lost (topic: string, key: string, offset: number): void } | undefined
+  const start = broker.start.bind(broker)
+  broker.start = async (s) => { sink = s; return start(s) }
+  let notes = null as unknown as { subscribe (s: unknown, k: string): Promise<unknown> }
+  const server = await startServer(t, (app) => {
+    notes = app.websocketTopic('notes', { message: Note }) as never
+    app.get('/n', { websocket: true }, async (socket) => {
+      await notes.subscribe(socket, 'k')
+      await socket.send('in')
+      socket.raw.once('close', () => {
+        notes.subscribe(socket, 'k').then(() => t.fail('subscribed'), (err: { code: string }) => t.equal(err.code, 'FST_WS_CLOSED'))
+      })
+    })
+  }, { plugin: { broker } })
+  const a = new WebSocket(server.url('/n'))
+  await messages(a, 1)
+  const c = closed(a)
+  sink?.lost('notes', 'k', 5)
+  sink?.lost('notes', 'other', 5)
+  sink?.lost('none', 'k', 5)
+  t.same(await c, { code: 1012, reason: 'missed messages' })
+  await sleep(30)
+})
