@@ -286,6 +286,7 @@ export class WebSocketConnection implements KeepaliveMember {
     const raw = this.raw
     if (raw.readyState !== WebSocket.OPEN) return
     if (this.#overLimit(this.#unflushed === undefined ? 0 : this.#unflushed.length / 3)) return
+    this.#traffic.messagesOut++
     const sender = (raw as unknown as { _sender: SenderState })._sender
     if (raw.extensions !== '' || sender._state !== 0 || sender._queue.length > 0 || !sender._firstFragment) {
       raw.send(text, TEXT)

@@ -125,5 +125,5 @@ fp(fastifyAsyncapi, { name: 'fastify-typed-websocket-asyncapi', fastify: '5.x', 
 
 // `require`, `import` default and `import { fastifyTypedWebsocketAsyncapi }` all get the plugin.
 module.exports = fastifyAsyncapi
-module.exports.default = fastifyAsyncapi
+Object.assign(fastifyAsyncapi, { default: fastifyAsyncapi })
 module.exports.fastifyTypedWebsocketAsyncapi = fastifyAsyncapi
