@@ -6,6 +6,7 @@ import WebSocket from 'ws'
 const { Sender } = require('ws') as { Sender: { frame (data: Buffer, options: object): Buffer[] } }
 import type { Broker, BrokerEntry, BrokerSink, BrokerTopic } from './broker'
 import { CloseCode } from './close-codes'
+import { publishChannel } from './diagnostics'
 import { createAjv, explainValidation } from './codec'
 import type { WebSocketConnection } from './connection'
 import {
@@ -160,6 +161,7 @@ export class Topic {
     try {
       const offset = await broker.publish(this.settings, key, { head, body })
       if (exception !== undefined) exception.offset = offset
+      if (publishChannel.hasSubscribers) publishChannel.publish({ topic: this.name, key, offset, subscribers: this.subscribers(key).size })
       return { offset }
     } catch (err) {
       if (exception !== undefined) this.#dropException(key, exception)

@@ -88,9 +88,7 @@ t.test('several routes, heartbeat, close codes and a topic, under a prefix', asy
   await app.register(async (docs) => {
     documented = docs
     await docs.register(asyncapi, { info: { title: 'Game server', version: '3.2.0' }, routePrefix: '/docs' })
-    docs.decorate(Symbol.for('fastify-typed-websocket.topics'), new Map([
-      ['scores', { name: 'scores', message: Type.Object({ type: Type.Literal('score'), player: Type.String(), points: Type.Integer() }), history: 10 }]
-    ]))
+    docs.websocketTopic('scores', { message: Type.Object({ type: Type.Literal('score'), player: Type.String(), points: Type.Integer() }), history: 10 })
     docs.get('/games/:game', {
       schema: { params: Type.Object({ game: Type.String({ description: 'Game id' }) }), querystring: Type.Object({ token: Type.String() }) },
       websocket: {

@@ -132,3 +132,29 @@ t.test('rate limits and drops are published', async (t) => {
   t.ok((drop.bufferedAmount as number) + (drop.messages as number) * 512 > MiB, 'the drop says how much was waiting')
   t.equal(publishChannel.name, 'fastify-typed-websocket:publish', 'the publish channel is there for topics')
 })
+
+t.test('a topic publish is published with its topic, key, offset and local subscribers', async (t) => {
+  const { events } = subscribeAll(t)
+  const Note = Type.Object({ type: Type.Literal('note'), text: Type.String() })
+  let notes: { publish (key: string, message: { type: 'note', text: string }): Promise<{ offset: number }>, subscribers (key: string): ReadonlySet<unknown> } | undefined
+  const server = await startServer(t, (app) => {
+    const topic = app.websocketTopic('notes', { message: Note })
+    notes = topic
+    app.get('/notes', { websocket: { outbound: Note } }, async (socket) => {
+      await topic.subscribe(socket, 'k')
+    })
+  })
+  const ws = await connect(server.url('/notes'))
+  const received = messages(ws, 1)
+  await until(() => notes?.subscribers('k').size === 1, 5000, 'the subscription')
+  t.same(await notes?.publish('k', { type: 'note', text: 'one' }), { offset: 1 })
+  t.same(await notes?.publish('nobody', { type: 'note', text: 'two' }), { offset: 1 })
+  t.same(await received, ['{"type":"note","text":"one"}'])
+  const published = events.filter(([name]) => name === 'publish').map(([, e]) => e)
+  t.same(published, [
+    { topic: 'notes', key: 'k', offset: 1, subscribers: 1 },
+    { topic: 'notes', key: 'nobody', offset: 1, subscribers: 0 }
+  ])
+  ws.close()
+  await closed(ws)
+})
