@@ -41,17 +41,16 @@ t.test('the chat example with the example metrics, scraped while two clients tal
     return ((await response.body.json()) as { token: string }).token
   }))
   const [ann, bob] = await Promise.all(tokens.map(token => connect(`ws://127.0.0.1:${port}/chat/lobby?token=${token}`)))
-  ann.send(JSON.stringify({ type: 'join' }))
-  bob.send(JSON.stringify({ type: 'join' }))
+  bob.send(JSON.stringify({ type: 'typing' }))
   ann.send(JSON.stringify({ type: 'say', text: 'hi bob' }))
   ann.send('not json')
   let during = await scrape(metricsUrl)
   const deadline = Date.now() + 5000
-  while ((during.get('websocket_messages_total{direction="in"}') ?? 0) < 4 && Date.now() < deadline) during = await scrape(metricsUrl)
+  while ((during.get('websocket_messages_total{direction="in"}') ?? 0) < 3 && Date.now() < deadline) during = await scrape(metricsUrl)
   t.equal(during.get('websocket_connections'), 2, 'two open')
   t.equal(during.get('websocket_connections_opened_total'), 2)
-  t.equal(during.get('websocket_messages_total{direction="in"}'), 4)
-  t.ok((during.get('websocket_messages_total{direction="out"}') ?? 0) >= 3, 'presence, said and the error went out')
+  t.equal(during.get('websocket_messages_total{direction="in"}'), 3)
+  t.ok((during.get('websocket_messages_total{direction="out"}') ?? 0) >= 3, 'presence, typing, said and the error went out')
   t.ok((during.get('websocket_message_bytes_total{direction="in"}') ?? 0) > 40)
   t.equal(during.get('websocket_invalid_messages_total'), 1)
 

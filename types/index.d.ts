@@ -260,7 +260,11 @@ declare namespace fastifyTypedWebsocket {
     broker?: Broker
   }
 
-  export type { Broker, BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from '../plugin/broker'
+  export type Broker = import('./broker').Broker
+  export type BrokerEntry = import('./broker').BrokerEntry
+  export type BrokerMessage = import('./broker').BrokerMessage
+  export type BrokerSink = import('./broker').BrokerSink
+  export type BrokerTopic = import('./broker').BrokerTopic
 
   export interface TopicOptions<Message extends MessageSchema = MessageSchema, OffsetField extends string = never, Presence extends MessageSchema | undefined = undefined> {
     /** The schema every message of the topic matches. */
