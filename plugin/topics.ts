@@ -1,6 +1,3 @@
-// Coverage: every line and function of this module is run by the suite, but not yet every
-// branch (93.6%); until tests for the rest exist the module is left out of the count.
-/* c8 ignore start */
 import { randomUUID } from 'node:crypto'
 import type { ErrorObject, ValidateFunction } from 'ajv'
 import fastJson from 'fast-json-stringify'
