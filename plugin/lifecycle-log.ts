@@ -1,28 +1,8 @@
 import type { FastifyRequest } from 'fastify'
 import { CloseCode } from './close-codes'
+import type { ClosedBy, CloseDetails } from '../types'
 
-/** Who started the end of a connection: the server's close frame, the peer's, or neither (the link died). */
-export type ClosedBy = 'server' | 'client' | 'network'
-
-/** What the `close` hook gets as its 4th argument, the `websocket closed` log line and the close channel carry. */
-export interface CloseDetails {
-  closedBy: ClosedBy
-  /** The code of the side that closed first (the peer's 1006 when the link died). */
-  code: number
-  reason: string
-  /** What the server sent, if it sent a close frame. */
-  serverCode: number | undefined
-  serverReason: string | undefined
-  /** What the peer sent (1005: a close frame without a code, 1006: none). */
-  peerCode: number
-  peerReason: string
-  durationMs: number
-  messagesIn: number
-  messagesOut: number
-  /** Bytes on the wire after the handshake, frames included. */
-  bytesIn: number
-  bytesOut: number
-}
+export type { ClosedBy, CloseDetails } from '../types'
 
 /** Bytes a socket has read and written so far; 0 for streams that do not count. */
 export interface WireCount { bytesRead?: number, bytesWritten?: number }

@@ -2,7 +2,7 @@
 import t from 'tap'
 import diagnostics from 'node:diagnostics_channel'
 import { Type } from '@sinclair/typebox'
-import { startServer, connect, closed, messages, until, sleep } from './helpers/server'
+import { startServer, connect, closed, messages, until, sleep, addSlowReaderRoute, MiB } from './helpers/server'
 import { publishChannel } from '../plugin/diagnostics'
 
 type Event = Record<string, unknown>
@@ -92,19 +92,10 @@ t.test('every hook call is traced, and open, close, messages and invalid message
 
 t.test('rate limits and drops are published', async (t) => {
   const { events } = subscribeAll(t)
-  const MiB = 1024 * 1024
   const server = await startServer(t, (app) => {
     app.get('/close', { websocket: { rateLimit: { messages: 1, interval: 10_000, action: 'close' }, message () {} } }, function open () {})
     app.get('/pause', { websocket: { rateLimit: { messages: 1, interval: 200, action: 'pause' }, message () {} } }, function open () {})
-    app.get('/slow', {
-      websocket: {
-        maxBufferedAmount: MiB,
-        message (socket) {
-          const chunk = Buffer.alloc(MiB)
-          for (let i = 0; i < 200 && socket.isOpen; i++) socket.send(chunk).catch(() => {})
-        }
-      }
-    }, function open () {})
+    addSlowReaderRoute(app, '/slow')
   })
   const a = await connect(server.url('/close'))
   const aGone = closed(a)

@@ -3,7 +3,7 @@ import t from 'tap'
 import { request } from 'undici'
 import { createMetrics } from '../examples/metrics/metrics'
 import { buildChatServer } from '../examples/chat/server'
-import { startServer, connect, closed } from './helpers/server'
+import { startServer, connect, closed, addSlowReaderRoute } from './helpers/server'
 
 /** The samples of a Prometheus text exposition, by name and labels. */
 function parse (text: string): Map<string, number> {
@@ -70,19 +70,10 @@ t.test('the chat example with the example metrics, scraped while two clients tal
 t.test('rate-limit hits and send-buffer drops are counted', async (t) => {
   const metrics = createMetrics()
   t.teardown(() => metrics.close())
-  const MiB = 1024 * 1024
   const server = await startServer(t, (app) => {
     app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.scrape()))
     app.get('/limited', { websocket: { rateLimit: { messages: 1, interval: 60_000, action: 'close' }, message () {} } }, function open () {})
-    app.get('/slow', {
-      websocket: {
-        maxBufferedAmount: MiB,
-        message (socket) {
-          const chunk = Buffer.alloc(MiB)
-          for (let i = 0; i < 200 && socket.isOpen; i++) socket.send(chunk).catch(() => {})
-        }
-      }
-    }, function open () {})
+    addSlowReaderRoute(app, '/slow')
   })
   const limited = await connect(server.url('/limited'))
   const gone = closed(limited)

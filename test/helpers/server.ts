@@ -203,3 +203,22 @@ export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T
   const promise = new Promise<T>(_resolve => { resolve = _resolve })
   return { promise, resolve }
 }
+
+export const MiB = 1024 * 1024
+
+/**
+ * Adds a route whose socket, on any message, queues 200 MiB for a reader that
+ * may not read, with `maxBufferedAmount` 1 MiB: a reader that stops is closed
+ * with 1008 `send buffer full`.
+ */
+export function addSlowReaderRoute (app: FastifyInstance, path: string): void {
+  app.get(path, {
+    websocket: {
+      maxBufferedAmount: MiB,
+      message (socket) {
+        const chunk = Buffer.alloc(MiB)
+        for (let i = 0; i < 200 && socket.isOpen; i++) socket.send(chunk).catch(() => {})
+      }
+    }
+  }, function open () {})
+}
