@@ -81,20 +81,13 @@ function messagesOf (schema: unknown, fallback: string, convert: (branch: unknow
   })
 }
 
-const heartbeat: JsonObject = {
-  name: 'heartbeat',
-  title: 'Heartbeat',
-  summary: 'An empty text message. The server answers it at once, before validation, without calling the message hook.',
-  contentType: 'text/plain',
-  payload: { type: 'string', maxLength: 0 }
+/** A heartbeat message: an empty text frame, either way. */
+function emptyText (name: string, title: string, summary: string): JsonObject {
+  return { name, title, summary, contentType: 'text/plain', payload: { type: 'string', maxLength: 0 } }
 }
-const heartbeatReply: JsonObject = {
-  name: 'heartbeatReply',
-  title: 'Heartbeat reply',
-  summary: 'The server\'s answer to a heartbeat: an empty text message.',
-  contentType: 'text/plain',
-  payload: { type: 'string', maxLength: 0 }
-}
+const heartbeat = emptyText('heartbeat', 'Heartbeat',
+  'An empty text message. The server answers it at once, before validation, without calling the message hook.')
+const heartbeatReply = emptyText('heartbeatReply', 'Heartbeat reply', 'The server\'s answer to a heartbeat: an empty text message.')
 const anyText: JsonObject = { name: 'text', title: 'Text message', contentType: 'text/plain', payload: { type: 'string' } }
 const anyBinary: JsonObject = {
   name: 'binary', title: 'Binary message', contentType: 'application/octet-stream', payload: { type: 'string', format: 'binary' }
