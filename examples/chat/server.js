@@ -134,11 +134,15 @@ async function buildChatServer (options = {}) {
     const fastifyRedis = require('@fastify/redis')
     const { redisBroker } = require('fastify-typed-websocket/redis')
     await app.register(fastifyRedis, { url: redisUrl })
+    // ioredis reconnects by itself; without a listener it would print every failed attempt
+    app.redis.on('error', (err) => app.log.debug({ err }, 'redis unreachable'))
     await app.register(fastifyTypedWebsocket, { broker: redisBroker({ client: app.redis }) })
     if (secret === undefined) {
       // every node must accept the tokens of every other: the first node picks the key
       await app.redis.set('chat:secret', randomBytes(32).toString('base64url'), 'NX')
       secret = await app.redis.get('chat:secret')
+      // a Redis that comes back empty gets the key again, for nodes started after that
+      app.redis.on('ready', () => { app.redis.set('chat:secret', secret, 'NX').catch(() => {}) })
     }
   }
   secret ??= randomBytes(32).toString('base64url')
@@ -330,6 +334,16 @@ if (require.main === module) {
   const redisUrl = process.env.REDIS_URL || undefined
   buildChatServer({ secret: process.env.CHAT_SECRET || undefined, redisUrl }).then(async (app) => {
     await app.listen({ port, host })
+    // one line when Redis goes away and one when it is back, not one per reconnect attempt
+    let down = false
+    app.redis?.on('error', (err) => {
+      if (!down) console.error(`redis unreachable (${err.message}); messages are refused until it is back`)
+      down = true
+    })
+    app.redis?.on('ready', () => {
+      if (down) console.error('redis is back')
+      down = false
+    })
     console.log(`chat server listening on http://${host.includes(':') ? `[${host}]` : host}:${port}/` +
       (redisUrl === undefined ? ' (rooms in memory)' : ` (rooms on Redis at ${redisUrl.replace(/\/\/[^@/]*@/, '//')})`))
     // open sockets are closed with 1001 `server shutting down`; pages reconnect to the next server.
