@@ -287,6 +287,7 @@ export class WebSocketConnection implements KeepaliveMember {
     if (raw.readyState !== WebSocket.OPEN) return
     if (this.#overLimit(this.#unflushed === undefined ? 0 : this.#unflushed.length / 3)) return
     this.#traffic.messagesOut++
+    if (messageChannel.hasSubscribers) messageChannel.publish({ socket: this, direction: 'out', bytes: Buffer.byteLength(text), binary: false })
     const sender = (raw as unknown as { _sender: SenderState })._sender
     if (raw.extensions !== '' || sender._state !== 0 || sender._queue.length > 0 || !sender._firstFragment) {
       raw.send(text, TEXT)

@@ -231,6 +231,9 @@ function defineTests () {
     const second = await startChat(t, options, first.port)
     await page.locator('#status[data-state="open"]').waitFor({ timeout: 3 * WAIT })
     t.same(await until(() => presence(page), (p) => p.length === 1), ['alice'], 'alice is back in the room')
+    // the new process has an empty room: it cannot replay after the page's last id, and says so
+    await page.locator('#messages li.system', { hasText: 'no longer available' }).waitFor()
+    t.pass('the page is told that the messages it missed are gone')
     await page.fill('#text', 'after the restart')
     await page.press('#text', 'Enter')
     await page.locator('#messages li.said', { hasText: 'after the restart' }).waitFor()

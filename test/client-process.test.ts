@@ -1,12 +1,19 @@
 // The client against servers in other processes: one stopped with SIGSTOP (its sockets stay
-// open, nothing answers), and Node programs that must exit by themselves once closed.
+// open, nothing answers), one killed mid-stream and started again (the client resumes its
+// topic with `since`), and Node programs that must exit by themselves once closed.
 import t from 'tap'
-import { execFile, spawn } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import WsWebSocket from 'ws'
+import Fastify from 'fastify'
+import Redis from 'ioredis'
+import { Type } from '@sinclair/typebox'
+import { fastifyTypedWebsocket } from 'fastify-typed-websocket'
+import { redisBroker } from 'fastify-typed-websocket/redis'
 import { connect, type WebSocketConstructor } from 'fastify-typed-websocket/client'
-import { startServer, until } from './helpers/server'
-import { waitState } from './helpers/client'
+import { sleep, startServer, until } from './helpers/server'
+import { implementations, waitState } from './helpers/client'
+import { startRedis } from './helpers/redis'
 
 const FIXTURES = join(__dirname, 'fixtures', 'client')
 
@@ -16,6 +23,88 @@ function childEnv (): NodeJS.ProcessEnv {
   delete env.NODE_OPTIONS
   for (const key of Object.keys(env)) if (key.startsWith('_TAPJS_PROCESSINFO_')) delete env[key]
   return env
+}
+
+/** Starts a fixture server; resolves with the port it printed. */
+async function startChild (t: tap.Test, file: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess, port: number }> {
+  const child = spawn(process.execPath, [join(FIXTURES, file)], { env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${file} did not start within 20 s`)), 20_000)
+    child.stdout?.once('data', (data: Buffer) => {
+      clearTimeout(timer)
+      resolve(Number(data.toString().trim()))
+    })
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${file} exited with ${String(code)}`)) })
+  })
+  child.stdout?.resume()
+  return { child, port }
+}
+
+const Tick = Type.Object({ type: Type.Literal('tick'), id: Type.Integer() })
+const Feed = {
+  inbound: Type.Object({ type: Type.Literal('noop') }),
+  outbound: Type.Union([Tick, Type.Object({ type: Type.Literal('hello'), offset: Type.Integer(), recovered: Type.Boolean() })])
+}
+
+for (const [name, WebSocket] of implementations) {
+  t.test(`${name}: a topic resumes with since after its server is killed mid-stream and restarted, nothing lost or twice`, async (t) => {
+    const redis = await startRedis(t)
+    // The publisher: another node of the same app, on the same Redis, that keeps publishing.
+    const redisClient = new Redis(redis.url)
+    const publisher = Fastify()
+    await publisher.register(fastifyTypedWebsocket, { broker: redisBroker({ client: redisClient }) })
+    const feed = publisher.websocketTopic('feed', { message: Tick, history: 1000, offsetField: 'id' })
+    await publisher.ready()
+    t.teardown(async () => {
+      await publisher.close()
+      redisClient.disconnect()
+    })
+
+    let server = await startChild(t, 'feed-server.js', { REDIS_URL: redis.url })
+    const port = server.port
+    const client = connect(Feed, `ws://127.0.0.1:${port}/feed/ticks`, {
+      WebSocket,
+      reconnect: { initialDelay: 20, maxDelay: 100 },
+      offsetField: 'id',
+      // the highest id seen so far, on every attempt
+      query: (c) => ({ since: c.offsets.get('') })
+    })
+    t.teardown(() => client.close())
+    const got: number[] = []
+    const hellos: Array<{ offset: number, recovered: boolean }> = []
+    client.on('tick', (msg) => { got.push(msg.id) })
+    client.on('hello', (msg) => { hellos.push({ offset: msg.offset, recovered: msg.recovered }) })
+    await until(() => hellos.length === 1, 10_000, 'the first subscription')
+    t.same(hellos[0], { offset: 0, recovered: false }, 'a first subscription, without since')
+
+    const TOTAL = 300
+    let published = 0
+    const publishing = (async () => {
+      for (; published < TOTAL; published++) {
+        await feed.publish('ticks', { type: 'tick' })
+        await sleep(2)
+      }
+    })()
+    t.teardown(() => { published = TOTAL })
+    await until(() => got.length >= 50, 10_000, 'the stream to start')
+    // killed: no close frame, no shutdown; the client sees its link drop
+    server.child.kill('SIGKILL')
+    await waitState(client, 'reconnecting')
+    const missedFrom = got.length
+    await until(() => published >= missedFrom + 50, 10_000, 'messages published while the server is down')
+    const publishedWhileDown = published - missedFrom
+    server = await startChild(t, 'feed-server.js', { REDIS_URL: redis.url, PORT: String(port) })
+    await publishing
+    await until(() => got.length >= TOTAL, 15_000, 'every message')
+    await sleep(50) // a duplicate would arrive by now
+    t.ok(hellos.length >= 2, 'the client subscribed again')
+    t.match(hellos.at(-1), { recovered: true }, 'the restarted server recovered the gap from the history')
+    t.ok(hellos.slice(1).every((h) => h.recovered), 'every resubscription recovered')
+    t.ok(publishedWhileDown >= 50, `${publishedWhileDown} messages after id ${missedFrom} were published while the server was down`)
+    t.strictSame(got, Array.from({ length: TOTAL }, (_, i) => i + 1), 'every message once, in order')
+    t.equal(client.offsets.get(''), TOTAL, 'the client keeps the highest id')
+  })
 }
 
 t.test('a stopped server is detected within interval + timeout, then the client reconnects', async (t) => {

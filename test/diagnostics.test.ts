@@ -146,6 +146,8 @@ t.test('a topic publish is published with its topic, key, offset and local subsc
     { topic: 'notes', key: 'k', offset: 1, subscribers: 1 },
     { topic: 'notes', key: 'nobody', offset: 1, subscribers: 0 }
   ])
+  const out = events.filter(([name, e]) => name === 'message' && e.direction === 'out').map(([, e]) => [e.bytes, e.binary])
+  t.same(out, [[Buffer.byteLength('{"type":"note","text":"one"}'), false]], 'the delivery is a message out, like a send')
   ws.close()
   await closed(ws)
 })

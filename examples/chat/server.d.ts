@@ -4,8 +4,14 @@ import type { TSchema } from '@sinclair/typebox'
 export interface ChatServerOptions {
   /** lifetime of a login token in ms (default 1 hour) */
   tokenTtlMs?: number
-  /** key that signs tokens (default: random, so tokens die with the process) */
+  /** key that signs tokens (default: random, so tokens die with the process; with `redisUrl`, one random key kept in Redis for every node) */
   secret?: string
+  /** Redis for several nodes, e.g. `redis://127.0.0.1:6379` (default: none, rooms in memory) */
+  redisUrl?: string
+  /** how long the members of a node that died stay listed, in ms (default 15 s) */
+  presenceTtlMs?: number
+  /** how often each node re-sends the members of its rooms to its sockets, in ms (default 5 s) */
+  presenceRefreshMs?: number
   /** how often the page sends a heartbeat (default 10 s) */
   heartbeatIntervalMs?: number
   /** how long the page waits for its answer before reconnecting (default 5 s) */
@@ -17,5 +23,7 @@ export interface ChatServerOptions {
 export declare function buildChatServer (options?: ChatServerOptions): Promise<FastifyInstance>
 export declare const ClientMessage: TSchema
 export declare const ServerMessage: TSchema
+/** A message in a room; its `id` is the offset the `rooms` topic gave it. */
+export declare const Said: TSchema
 export declare const TOKEN_EXPIRED: 4001
 export declare const chat: { inbound: TSchema, outbound: TSchema }

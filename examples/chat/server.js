@@ -4,18 +4,24 @@
 //
 //   npm start                      # http://127.0.0.1:3000/
 //   PORT=8080 HOST=0.0.0.0 npm start
+//   REDIS_URL=redis://127.0.0.1:6379 PORT=3000 npm start   # several nodes on one Redis
 //
 // What it shows:
 // - a token checked in `preValidation`, before the WebSocket upgrade. Browsers cannot set
 //   headers on a WebSocket, so the page passes it as `?token=` (URLs end up in logs: keep
 //   such tokens short-lived);
-// - rooms (`/chat/:room`) with presence (who is here, who is typing);
+// - rooms on topics: a room is a key of the `rooms` topic, every message gets its `id` from
+//   the topic (`offsetField`), the room's recent history comes from `history`, and a page that
+//   reconnects with `?since=<last id seen>` gets only what it missed (`subscribe` with `since`);
+// - presence from the topic (`presence`), announced on a second topic, `room-events`, that also
+//   carries who is typing;
 // - typed messages: every inbound frame is validated against `ClientMessage`, every object
 //   passed to `socket.send()` is serialized from `ServerMessage`;
 // - bad input answered with an `error` message (the `invalidMessage` hook) instead of a close;
 // - `heartbeat: true`: the route answers the client's heartbeat, so the page notices a dead link;
-// - resuming: the page reconnects with `?since=<last id seen>` and gets only what it missed;
-// - a custom close code: 4001 `token expired` when the token's lifetime is over.
+// - a custom close code: 4001 `token expired` when the token's lifetime is over;
+// - the same app on several nodes: with `REDIS_URL`, the topics use `redisBroker` on
+//   `@fastify/redis`, so rooms, history and presence are shared by every node.
 
 const { readFileSync } = require('node:fs')
 const { dirname, join } = require('node:path')
@@ -32,19 +38,29 @@ const ClientMessage = Type.Union([
   Type.Object({ type: Type.Literal('typing') })
 ])
 
+/** A message in a room; `id` is its offset in the room, set by the `rooms` topic. */
+const Said = Type.Object({
+  type: Type.Literal('said'),
+  id: Type.Integer(),
+  from: Type.String(),
+  text: Type.String(),
+  at: Type.Number()
+})
+/** The names in the room, one entry per name however many tabs it has open. */
+const Presence = Type.Object({
+  type: Type.Literal('presence'),
+  room: Type.String(),
+  users: Type.Array(Type.Object({ name: Type.String() }))
+})
+const Typing = Type.Object({ type: Type.Literal('typing'), name: Type.String() })
+
 const ServerMessage = Type.Union([
-  Type.Object({
-    type: Type.Literal('said'),
-    id: Type.Integer(),
-    from: Type.String(),
-    text: Type.String(),
-    at: Type.Number()
-  }),
-  Type.Object({
-    type: Type.Literal('presence'),
-    room: Type.String(),
-    users: Type.Array(Type.Object({ name: Type.String(), typing: Type.Boolean() }))
-  }),
+  Said,
+  Presence,
+  Typing,
+  // the server no longer has what the page missed (history too short, or a restart that lost it):
+  // the room's recent messages follow
+  Type.Object({ type: Type.Literal('reset') }),
   Type.Object({ type: Type.Literal('error'), message: Type.String() })
 ])
 
@@ -55,8 +71,8 @@ const Name = Type.String({ minLength: 1, maxLength: 32, pattern: '^[\\w .-]+$' }
 const RoomName = Type.String({ minLength: 1, maxLength: 32, pattern: '^[\\w-]+$' })
 
 const TOKEN_EXPIRED = 4001 // application close codes live in 4000-4999
-const TYPING_MS = 3000 // how long a `typing` message keeps the indicator on
-const HISTORY = 50 // messages kept per room for replay after a reconnect
+const HISTORY = 100 // messages the `rooms` topic keeps per room, for pages that reconnect
+const RECENT = 50 // messages shown to a page that joins a room afresh
 
 const page = readFileSync(join(__dirname, 'public', 'index.html'))
 const script = readFileSync(join(__dirname, 'public', 'app.js'))
@@ -86,7 +102,11 @@ function verifyToken (secret, token) {
  * Builds the chat app without listening, so that tests can start it on any port.
  * @param {object} [options]
  * @param {number} [options.tokenTtlMs] lifetime of a login token (default 1 hour)
- * @param {string} [options.secret] key that signs tokens (default: random, so tokens die with the process)
+ * @param {string} [options.secret] key that signs tokens (default: random, so tokens die with the
+ *   process; with `redisUrl`, one random key kept in Redis and shared by every node)
+ * @param {string} [options.redisUrl] Redis for several nodes (default: none, rooms in memory)
+ * @param {number} [options.presenceTtlMs] how long a dead node's members stay listed (default 15 s)
+ * @param {number} [options.presenceRefreshMs] how often each node re-sends the members of its rooms (default 5 s)
  * @param {number} [options.heartbeatIntervalMs] how often the page sends a heartbeat (default 10 s)
  * @param {number} [options.heartbeatTimeoutMs] how long the page waits for its answer (default 5 s)
  * @param {boolean|object} [options.logger] Fastify logger option
@@ -94,7 +114,9 @@ function verifyToken (secret, token) {
 async function buildChatServer (options = {}) {
   const {
     tokenTtlMs = 60 * 60 * 1000,
-    secret = randomBytes(32).toString('base64url'),
+    redisUrl,
+    presenceTtlMs = 15_000,
+    presenceRefreshMs = 5_000,
     heartbeatIntervalMs = 10_000,
     heartbeatTimeoutMs = 5_000,
     logger = false
@@ -102,18 +124,43 @@ async function buildChatServer (options = {}) {
 
   // forceCloseConnections: a tab's idle keep-alive connection must not hold up shutdown
   const app = Fastify({ logger, forceCloseConnections: true })
-  // awaited, so that the routes below see the plugin's `websocket` route option
-  await app.register(fastifyTypedWebsocket)
+  let secret = options.secret
+  if (redisUrl === undefined) {
+    // awaited, so that the routes below see the plugin's `websocket` route option
+    await app.register(fastifyTypedWebsocket)
+  } else {
+    // Several nodes: the topics live in Redis. `@fastify/redis` decorates `app.redis`, which
+    // the broker duplicates for its own two connections.
+    const fastifyRedis = require('@fastify/redis')
+    const { redisBroker } = require('fastify-typed-websocket/redis')
+    await app.register(fastifyRedis, { url: redisUrl })
+    // ioredis reconnects by itself; without a listener it would print every failed attempt
+    app.redis.on('error', (err) => app.log.debug({ err }, 'redis unreachable'))
+    await app.register(fastifyTypedWebsocket, { broker: redisBroker({ client: app.redis }) })
+    if (secret === undefined) {
+      // every node must accept the tokens of every other: the first node picks the key
+      await app.redis.set('chat:secret', randomBytes(32).toString('base64url'), 'NX')
+      secret = await app.redis.get('chat:secret')
+      // a Redis that comes back empty gets the key again, for nodes started after that
+      app.redis.on('ready', () => { app.redis.set('chat:secret', secret, 'NX').catch(() => {}) })
+    }
+  }
+  secret ??= randomBytes(32).toString('base64url')
   // the AsyncAPI document of the routes below, and its page, at /asyncapi
   await app.register(fastifyTypedWebsocketAsyncapi, {
     info: { title: 'Chat', version: '1.0.0', description: 'Rooms, presence and typed messages over one WebSocket per room.' }
   })
 
-  /**
-   * room name -> { members: Map<socket, { name, typingUntil }>, history: said[], lastId }
-   * (in memory: a room that has history is kept after everybody left)
-   */
-  const rooms = new Map()
+  // A room is a key of `rooms`: its messages, numbered by the topic, and its members.
+  const rooms = app.websocketTopic('rooms', {
+    message: Said,
+    history: HISTORY,
+    offsetField: 'id',
+    presence: Type.Object({ name: Type.String() }),
+    presenceTtl: presenceTtlMs
+  })
+  // What is not worth keeping: who is here, who is typing.
+  const roomEvents = app.websocketTopic('room-events', { message: Type.Union([Presence, Typing]) })
 
   // --- the page -------------------------------------------------------------------------
 
@@ -154,36 +201,72 @@ async function buildChatServer (options = {}) {
 
   // --- rooms ----------------------------------------------------------------------------
 
-  function roomOf (socket) {
-    const name = socket.request.params.room
-    let room = rooms.get(name)
-    if (room === undefined) {
-      room = { members: new Map(), history: [], lastId: 0 }
-      rooms.set(name, room)
-    }
-    return room
+  async function membersOf (room) {
+    const names = new Set((await rooms.presence(room)).map((member) => member.name))
+    return [...names].sort((a, b) => a.localeCompare(b)).map((name) => ({ name }))
   }
 
-  function broadcast (room, message) {
-    for (const socket of room.members.keys()) {
-      if (socket.isOpen) socket.send(message)
+  // Tells every node's subscribers who is in `room` now; calls made while one is under way
+  // are folded into one more run after it.
+  const announcing = new Map() // room -> { again }
+  let closing = false
+  function announce (room) {
+    const running = announcing.get(room)
+    if (running !== undefined) {
+      running.again = true
+      return
     }
+    const state = { again: false }
+    announcing.set(room, state)
+    ;(async () => {
+      do {
+        state.again = false
+        await roomEvents.publish(room, { type: 'presence', room, users: await membersOf(room) })
+      } while (state.again)
+    })().catch((err) => {
+      if (!closing) app.log.warn({ err, room }, 'presence not announced')
+    }).finally(() => announcing.delete(room))
   }
 
-  function broadcastPresence (room, roomName) {
-    const now = Date.now()
-    const users = new Map() // one entry per name, even with several tabs open
-    for (const { name, typingUntil } of room.members.values()) {
-      users.set(name, (users.get(name) ?? false) || typingUntil > now)
+  /** room -> sockets of this node in it */
+  const localRooms = new Map()
+  // Each node re-sends the members of the rooms it serves to its own sockets now and then:
+  // the members of a node that died drop out (within `presenceTtlMs`), and an announcement
+  // that lost a race with another node's is corrected.
+  const refresh = setInterval(async () => {
+    for (const room of localRooms.keys()) {
+      try {
+        const message = { type: 'presence', room, users: await membersOf(room) }
+        for (const socket of roomEvents.subscribers(room)) if (socket.isOpen) socket.send(message).catch(() => {})
+      } catch (err) {
+        if (!closing) app.log.warn({ err, room }, 'presence not refreshed')
+      }
     }
-    broadcast(room, {
-      type: 'presence',
-      room: roomName,
-      users: [...users].map(([name, typing]) => ({ name, typing })).sort((a, b) => a.name.localeCompare(b.name))
-    })
+  }, presenceRefreshMs).unref()
+  app.addHook('preClose', async () => {
+    closing = true
+    clearInterval(refresh)
+  })
+
+  /**
+   * Subscribes the socket to its room. A page that comes back with `since` gets what it
+   * missed (`recovered`); otherwise it gets the room's recent history, then the live messages.
+   */
+  async function join (socket, room, since, member) {
+    if (since !== undefined) {
+      const { recovered } = await rooms.subscribe(socket, room, { since, presence: member })
+      if (recovered) return
+      // too far behind, or the room's past is gone: start again from the recent history
+      await rooms.unsubscribe(socket, room)
+      await socket.send({ type: 'reset' })
+    }
+    const recent = await rooms.history(room, { limit: RECENT })
+    for (const { message } of recent) await socket.send(message)
+    // `since` the last one sent: whatever was published meanwhile is replayed, in order
+    await rooms.subscribe(socket, room, { since: recent.at(-1)?.offset ?? 0, presence: member })
   }
 
-  /** per-connection timers, cleared in `close` */
+  /** per-connection expiry timers, cleared in `close` */
   const timers = new WeakMap()
 
   app.get('/chat/:room', {
@@ -197,24 +280,18 @@ async function buildChatServer (options = {}) {
       heartbeat: true,
 
       async message (socket, msg) {
-        const room = roomOf(socket)
-        const roomName = socket.request.params.room
-        const member = room.members.get(socket)
-
-        if (msg.type === 'typing') {
-          member.typingUntil = Date.now() + TYPING_MS
-          broadcastPresence(room, roomName)
-          const state = timers.get(socket)
-          clearTimeout(state.typing)
-          state.typing = setTimeout(() => broadcastPresence(room, roomName), TYPING_MS + 10)
-        } else if (msg.type === 'say') {
-          const said = { type: 'said', id: ++room.lastId, from: member.name, text: msg.text, at: Date.now() }
-          room.history.push(said)
-          if (room.history.length > HISTORY) room.history.shift()
-          const wasTyping = member.typingUntil > Date.now()
-          member.typingUntil = 0
-          broadcast(room, said)
-          if (wasTyping) broadcastPresence(room, roomName)
+        const room = socket.request.params.room
+        const name = socket.request.session.name
+        try {
+          if (msg.type === 'typing') {
+            await roomEvents.publish(room, { type: 'typing', name }, { except: socket })
+          } else if (msg.type === 'say') {
+            // the topic sets `id`, and delivers the message to everyone in the room, on every node
+            await rooms.publish(room, { type: 'said', from: name, text: msg.text, at: Date.now() })
+          }
+        } catch (err) {
+          if (err.code !== 'FST_WS_BROKER_UNAVAILABLE') throw err
+          if (msg.type === 'say') await socket.send({ type: 'error', message: 'Your message was not sent: the server cannot reach the other nodes. Try again.' })
         }
       },
 
@@ -223,44 +300,52 @@ async function buildChatServer (options = {}) {
         await socket.send({ type: 'error', message: `invalid message: ${err.message}` })
       },
 
-      close (socket) {
-        const state = timers.get(socket)
-        clearTimeout(state.expiry)
-        clearTimeout(state.typing)
-        const roomName = socket.request.params.room
-        const room = rooms.get(roomName)
-        if (room !== undefined && room.members.delete(socket)) {
-          if (room.members.size === 0 && room.history.length === 0) rooms.delete(roomName)
-          else broadcastPresence(room, roomName)
-        }
+      async close (socket) {
+        clearTimeout(timers.get(socket))
+        const room = socket.request.params.room
+        const sockets = localRooms.get(room)
+        if (sockets?.delete(socket) && sockets.size === 0) localRooms.delete(room)
+        // leave first (the socket would leave by itself), so that the members read next are without it
+        await rooms.unsubscribe(socket, room).catch(() => {})
+        announce(room)
       }
     }
   }, async function open (socket, request) {
     // the route handler is the connection's `open`: schedule the 4001 close for when the token expires
-    const expiry = setTimeout(() => socket.close(TOKEN_EXPIRED, 'token expired'),
-      request.session.expiresAt - Date.now())
-    timers.set(socket, { expiry, typing: undefined })
-    // replay what this page missed (all of the history on a first visit), then join
-    const room = roomOf(socket)
-    const since = request.query.since ?? 0
-    for (const said of room.history) {
-      if (said.id > since) await socket.send(said)
-    }
-    room.members.set(socket, { name: request.session.name, typingUntil: 0 })
-    broadcastPresence(room, request.params.room)
+    timers.set(socket, setTimeout(() => socket.close(TOKEN_EXPIRED, 'token expired'),
+      request.session.expiresAt - Date.now()))
+    const room = request.params.room
+    await roomEvents.subscribe(socket, room)
+    await join(socket, room, request.query.since, { name: request.session.name })
+    let sockets = localRooms.get(room)
+    if (sockets === undefined) localRooms.set(room, sockets = new Set())
+    sockets.add(socket)
+    announce(room)
   })
 
   return app
 }
 
-module.exports = { buildChatServer, chat, ClientMessage, ServerMessage, TOKEN_EXPIRED }
+module.exports = { buildChatServer, chat, ClientMessage, ServerMessage, Said, TOKEN_EXPIRED }
 
 if (require.main === module) {
   const port = Number(process.env.PORT ?? 3000)
   const host = process.env.HOST ?? '127.0.0.1'
-  buildChatServer({ secret: process.env.CHAT_SECRET }).then(async (app) => {
+  const redisUrl = process.env.REDIS_URL || undefined
+  buildChatServer({ secret: process.env.CHAT_SECRET || undefined, redisUrl }).then(async (app) => {
     await app.listen({ port, host })
-    console.log(`chat server listening on http://${host.includes(':') ? `[${host}]` : host}:${port}/`)
+    // one line when Redis goes away and one when it is back, not one per reconnect attempt
+    let down = false
+    app.redis?.on('error', (err) => {
+      if (!down) console.error(`redis unreachable (${err.message}); messages are refused until it is back`)
+      down = true
+    })
+    app.redis?.on('ready', () => {
+      if (down) console.error('redis is back')
+      down = false
+    })
+    console.log(`chat server listening on http://${host.includes(':') ? `[${host}]` : host}:${port}/` +
+      (redisUrl === undefined ? ' (rooms in memory)' : ` (rooms on Redis at ${redisUrl.replace(/\/\/[^@/]*@/, '//')})`))
     // open sockets are closed with 1001 `server shutting down`; pages reconnect to the next server.
     // A second Ctrl-C, or a close that takes longer than 3 s, exits at once.
     for (const signal of ['SIGINT', 'SIGTERM']) {

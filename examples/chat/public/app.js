@@ -1,15 +1,20 @@
 // The chat page: an ES module, no build step. The connection is fastify-typed-websocket/client
-// (served as /client.mjs): reconnects with backoff, heartbeat, resume with `since`, and a
-// refused upgrade (401 after a server restart or an expired token) reported, not retried.
+// (served as /client.mjs): reconnects with backoff, heartbeat, resume with `since` (the highest
+// message id seen in the room, kept by the client), and a refused upgrade (401 after a server
+// restart or an expired token) reported, not retried.
 import { connect } from '/client.mjs'
 
 const TOKEN_EXPIRED = 4001
+const TYPING_MS = 3000 // how long a `typing` message keeps the indicator on
 const $ = (id) => document.getElementById(id)
 
 let client = null
 let session = null // { token, name, room }
 let lastPresence = null // the names in the room at the last presence message of this connection
 let lastTypingSent = 0
+let users = [] // the room's members, as the last presence message listed them
+const typing = new Map() // name -> timer that clears its "typing…"
+let connection = 0 // counts the connections of this client: lines are marked with theirs
 
 function addLine (className, ...parts) {
   const li = document.createElement('li')
@@ -36,23 +41,51 @@ function showSaid ({ id, from, text, at }) {
   meta.append(span('from', from), span('time', time))
   const li = addLine(from === session.name ? 'said mine' : 'said', meta, span('text', text))
   li.dataset.id = String(id)
+  li.dataset.connection = String(connection)
+  stopTyping(from)
 }
 
-function showPresence (users) {
-  const names = users.map((u) => u.name)
+// The server no longer has what this page missed: drop what this connection showed so far
+// (the recent history follows, and holds it), forget the last id, and say so.
+function reset () {
+  for (const li of $('messages').querySelectorAll(`li.said[data-connection="${connection}"]`)) li.remove()
+  client?.offsets.delete('')
+  if ($('messages').children.length > 0) addLine('system', 'Some messages from while you were away are no longer available.')
+}
+
+function startTyping (name) {
+  clearTimeout(typing.get(name))
+  typing.set(name, setTimeout(() => stopTyping(name), TYPING_MS))
+  renderPresence()
+}
+
+function stopTyping (name) {
+  if (!typing.has(name)) return
+  clearTimeout(typing.get(name))
+  typing.delete(name)
+  renderPresence()
+}
+
+function renderPresence () {
+  if (session === null) return
+  $('presence').replaceChildren(...users.map(({ name }) => {
+    const li = document.createElement('li')
+    li.dataset.name = name
+    li.textContent = name === session.name ? `${name} (you)` : name
+    if (typing.has(name)) li.append(span('typing', 'typing…'))
+    return li
+  }))
+}
+
+function showPresence (members) {
+  const names = members.map((u) => u.name)
   if (lastPresence !== null) {
     for (const name of names) if (!lastPresence.includes(name)) addLine('system', `${name} joined`)
     for (const name of lastPresence) if (!names.includes(name)) addLine('system', `${name} left`)
   }
   lastPresence = names
-  const list = $('presence')
-  list.replaceChildren(...users.map(({ name, typing }) => {
-    const li = document.createElement('li')
-    li.dataset.name = name
-    li.textContent = name === session.name ? `${name} (you)` : name
-    if (typing) li.append(span('typing', 'typing…'))
-    return li
-  }))
+  users = members
+  renderPresence()
 }
 
 const labels = { connecting: 'connecting…', open: 'connected', reconnecting: 'reconnecting…', refused: 'refused', closed: 'offline' }
@@ -65,6 +98,9 @@ function showState (state) {
     $('latency').textContent = '' // an old round trip says nothing about a link that is down
     $('presence').replaceChildren()
     lastPresence = null
+    users = []
+  } else {
+    connection++
   }
 }
 
@@ -82,6 +118,9 @@ function logout (message) {
   client?.close()
   client = null
   session = null
+  for (const timer of typing.values()) clearTimeout(timer)
+  typing.clear()
+  users = []
   $('messages').replaceChildren()
   $('presence').replaceChildren()
   $('close-info').textContent = ''
@@ -107,7 +146,8 @@ async function login (name, room) {
   showChat(true)
 
   client = connect({}, `/chat/${encodeURIComponent(room)}`, {
-    // evaluated on every attempt: the current token and the last message seen
+    // evaluated on every attempt: the current token and the highest message id seen in the
+    // room (the client keeps it, from `offsetField`), so a reconnect gets only what was missed
     query: (c) => ({ token: session.token, since: c.offsets.get('') }),
     offsetField: 'id',
     heartbeat: { interval: config.heartbeatIntervalMs, timeout: config.heartbeatTimeoutMs },
@@ -115,7 +155,9 @@ async function login (name, room) {
   })
   const mine = client
   mine.on('said', showSaid)
+  mine.on('reset', reset)
   mine.on('presence', (msg) => showPresence(msg.users))
+  mine.on('typing', (msg) => startTyping(msg.name))
   mine.on('error', (msg) => addLine('error', msg.message))
   mine.on('state', (state, info) => {
     if (mine !== client) return
