@@ -232,11 +232,17 @@ export class Topic {
       state.joining.add(socket)
       member.keys.add([this, key])
     }
+    let joined = false
     try {
       await state.ready
-      if (presence !== undefined) await broker.join(this.settings, key, member.id, presence)
+      if (presence !== undefined) {
+        joined = true
+        await broker.join(this.settings, key, member.id, presence)
+      }
     } catch (err) {
       /* c8 ignore start */ // a broker failure while joining: untested
+      // A join that got no answer in time may still be run by the broker: take it back.
+      if (joined && !existing) broker.leave(this.settings, key, member.id).catch(() => {})
       state.joining.delete(socket)
       this.#release(key, state)
       throw err
