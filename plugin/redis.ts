@@ -107,7 +107,6 @@ class RedisBroker implements Broker {
       try {
         return await redis.call('EVALSHA', PUBLISH_SHA, ...args)
       } catch (err) {
-        /* c8 ignore next */ // NOSCRIPT after a Redis restart mid-publish: untested
         if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
         return await redis.call('EVAL', PUBLISH_SCRIPT, ...args)
       }
