@@ -331,8 +331,12 @@ export class Topic {
   #release (key: string, state: KeyState): Promise<void> | undefined {
     if (state.sockets.size > 0 || state.joining.size > 0 || this.#keys.get(key) !== state) return undefined
     this.#keys.delete(key)
-    if (!state.subscribed) return undefined
-    const leaving = this.#node.broker().unsubscribe(this.settings, key).finally(() => {
+    const broker = this.#node.broker()
+    // Released while the broker is still subscribing: leave once it has (nothing to leave if it failed).
+    const left = state.subscribed
+      ? broker.unsubscribe(this.settings, key)
+      : state.ready.then(() => broker.unsubscribe(this.settings, key), () => {})
+    const leaving = left.finally(() => {
       if (this.#leaving.get(key) === leaving) this.#leaving.delete(key)
     })
     this.#leaving.set(key, leaving)
