@@ -35,6 +35,13 @@ async function roomNode (t: Test, redis: RedisServer, brokerTimeout: number) {
         await socket.send(JSON.stringify({ error: (err as { code: string }).code }))
       }
     })
+    // Subscribes and, in the same tick, unsubscribes: the subscribe is still under way at the broker.
+    app.get('/flip', { websocket: { outbound: Said } }, async (socket, request) => {
+      const key = (request.query as { room: string }).room
+      const subscribing = room.rooms.subscribe(socket, key).then((result) => ({ subscribed: result }), (err: { code: string }) => ({ error: err.code }))
+      await room.rooms.unsubscribe(socket, key)
+      await socket.send(JSON.stringify(await subscribing))
+    })
   }, { plugin: { broker: redisBroker({ client, brokerTimeout }) } })
   return { ...server, room }
 }
@@ -120,4 +127,50 @@ t.test('a join that gets no answer in time leaves no member behind', async (t) =
   t.equal(JSON.parse((await got)[0] as string).text, 'still here')
   bea.ws.close()
   ann.ws.close()
+})
+
+/** How many connections are subscribed to the key's Redis channel. */
+async function listeners (admin: Redis, key: string): Promise<number> {
+  const [, count] = await admin.call('PUBSUB', 'NUMSUB', `fastify-typed-websocket:5:rooms:${key}`) as [string, number]
+  return count
+}
+
+t.test('unsubscribed while the broker was still subscribing: the node leaves the Redis channel', async (t) => {
+  const redis = await startRedis(t)
+  const node = await roomNode(t, redis, 2000)
+  const admin = new Redis(redis.port, '127.0.0.1')
+  t.teardown(() => admin.disconnect())
+  const flip = await open(node.url('/flip?room=gone'))
+  t.same(flip.answer, { error: 'FST_WS_CLOSED' }, 'the subscribe that was undone rejects')
+  t.equal(node.room.rooms.subscribers('gone').size, 0)
+  // The route answers once unsubscribe resolved: by then the node has left the channel.
+  t.equal(await listeners(admin, 'gone'), 0, 'no connection listens to a key without subscribers')
+  await node.room.rooms.publish('gone', said('nobody'))
+  // The key subscribes again as usual.
+  const back = await open(node.url('/room?room=gone'))
+  t.same(back.answer, { subscribed: { offset: 1, recovered: false } })
+  t.equal(await listeners(admin, 'gone'), 1)
+  flip.ws.close()
+  back.ws.close()
+})
+
+t.test('a new first subscriber while the node is still leaving the key: the key stays subscribed', async (t) => {
+  const redis = await startRedis(t)
+  const node = await roomNode(t, redis, 2000)
+  const admin = new Redis(redis.port, '127.0.0.1')
+  t.teardown(() => admin.disconnect())
+  const a = await open(node.url('/room?room=lobby'))
+  const b = await open(node.url('/room?room=hall'))
+  const [sa, sb] = node.room.sockets
+  // The last subscriber leaves and another socket joins in the same tick.
+  const leaving = node.room.rooms.unsubscribe(sa, 'lobby')
+  const joining = node.room.rooms.subscribe(sb, 'lobby')
+  await leaving
+  t.same(await joining, { offset: 0, recovered: false }, 'the new subscriber waited for the leave, then subscribed')
+  t.equal(await listeners(admin, 'lobby'), 1, 'the node listens to the key again')
+  const got = messages(b.ws, 1)
+  await node.room.rooms.publish('lobby', said('after the leave'))
+  t.equal(JSON.parse((await got)[0] as string).text, 'after the leave')
+  a.ws.close()
+  b.ws.close()
 })
