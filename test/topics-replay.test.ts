@@ -1,5 +1,6 @@
 // Topics on the in-memory broker: a live message while a subscriber is still replaying
-// history, and app.close() with sockets of another app still subscribed.
+// history, app.close() with sockets of another app still subscribed, a broker that
+// delivers more than it should, and except on a topic without offsets.
 import t from 'tap'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
@@ -8,7 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Topic, TypedWebSocket } from 'fastify-typed-websocket'
 import typedWebsocket from './helpers/plugin'
 import { MemoryBroker } from '../plugin/memory-broker'
-import type { BrokerEntry, BrokerTopic } from '../plugin/broker'
+import type { BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from '../plugin/broker'
 import { startServer, messages, deferred } from './helpers/server'
 
 const Said = Type.Object({ type: Type.Literal('said'), id: Type.Integer(), text: Type.String() })
@@ -96,4 +97,68 @@ t.test('app.close() unsubscribes every socket, even those of another app', async
   await sockets[0].send(JSON.stringify({ still: 'open' }))
   t.same(JSON.parse((await echo)[0] as string), { still: 'open' })
   for (const ws of clients) ws.close()
+})
+
+/** A broker that delivers every message twice, and to keys this node has no subscriber for: as an at-least-once, broadcast-everything broker would. */
+class LooseBroker extends MemoryBroker {
+  sink: BrokerSink | undefined
+
+  override async start (sink: BrokerSink): Promise<void> {
+    this.sink = sink
+    await super.start(sink)
+  }
+
+  override async publish (topic: BrokerTopic, key: string, message: BrokerMessage): Promise<number> {
+    const offset = await super.publish(topic, key, message)
+    const data = message.head === undefined ? message.body : message.head + offset + message.body
+    this.sink?.deliver(topic.name, key, { offset, data })
+    return offset
+  }
+}
+
+t.test('a broker that delivers twice and everywhere: each subscriber still gets each message once', async (t) => {
+  let rooms = undefined as unknown as Rooms
+  const server = await startServer(t, (app: FastifyInstance) => {
+    rooms = app.websocketTopic('rooms', { message: Said, offsetField: 'id' })
+    app.get('/room', { websocket: { outbound: Said } }, async (socket) => {
+      await rooms.subscribe(socket, 'lobby')
+      await socket.send(JSON.stringify({ subscribed: true }))
+    })
+  }, { plugin: { broker: new LooseBroker() } })
+  const ws = new WebSocket(server.url('/room'))
+  await messages(ws, 1)
+  const got = messages(ws, 3)
+  await rooms.publish('elsewhere', said('for a key nobody here holds'))
+  for (const text of ['one', 'two', 'three']) await rooms.publish('lobby', said(text))
+  t.same((await got).map((m) => JSON.parse(m as string).id), [1, 2, 3], 'once each, in order')
+  const more = messages(ws, 1)
+  await rooms.publish('lobby', said('four'))
+  t.equal(JSON.parse((await more)[0] as string).id, 4, 'the second copy of 3 was dropped, not queued')
+  ws.close()
+})
+
+t.test('except on a topic without offsetField skips only that socket', async (t) => {
+  const Note = Type.Object({ text: Type.String() })
+  let notes = undefined as unknown as Topic<{ text: string }>
+  const sockets: TypedWebSocket[] = []
+  const server = await startServer(t, (app: FastifyInstance) => {
+    notes = app.websocketTopic('notes', { message: Note })
+    app.get('/notes', { websocket: true }, async (socket) => {
+      sockets.push(socket)
+      await notes.subscribe(socket, 'k')
+      await socket.send('subscribed')
+    })
+  })
+  const a = new WebSocket(server.url('/notes'))
+  await messages(a, 1)
+  const b = new WebSocket(server.url('/notes'))
+  await messages(b, 1)
+  const toA = messages(a, 1)
+  const toB = messages(b, 2)
+  await notes.publish('k', { text: 'from a' }, { except: sockets[0] })
+  await notes.publish('k', { text: 'for all' })
+  t.same(await toA, ['{"text":"for all"}'], 'a does not get its own message')
+  t.same(await toB, ['{"text":"from a"}', '{"text":"for all"}'])
+  a.close()
+  b.close()
 })
