@@ -294,6 +294,9 @@ class RedisBroker implements Broker {
   #recover (sub: Subscription): void {
     sub.held++
     const run = async (): Promise<void> => {
+      // Not before the subscriber connection is back too (it may return after the command connection):
+      // a key is reported lost, and its sockets told to resubscribe, only once subscribing works again.
+      await this.#command('recover', async () => {}, this.#subscriber)
       let rounds = 0
       let gap = false
       do {
