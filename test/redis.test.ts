@@ -149,6 +149,8 @@ t.test('Redis killed and restarted empty', async (t) => {
   await redis.restart()
   await until(() => a.sink.lost.length === 1, 8000)
   t.same(a.sink.lost, [{ topic: 'rooms', key: 'lobby', offset: 0 }], 'the key\'s state was lost: its subscribers must go')
+  // Reported only once both connections are back: the sockets it closes can resubscribe at once.
+  t.equal(await a.broker.subscribe(rooms, 'again'), 0, 'a subscribe right after the loss is reported succeeds')
   let offset = 0
   for (let attempt = 0; attempt < 80 && offset === 0; attempt++) {
     offset = await b.broker.publish(rooms, 'lobby', said('back')).catch(() => 0)
