@@ -80,6 +80,9 @@ class RedisBroker implements Broker {
     // ioredis logs connection errors itself when nobody listens; reconnecting is its job.
     commands.on('error', () => {})
     subscriber.on('error', () => {})
+    // Each command waiting for the connection listens for 'ready' once: many at a time is normal during an outage.
+    commands.setMaxListeners(0)
+    subscriber.setMaxListeners(0)
     subscriber.on('message', (channel: string, payload: string) => this.#receive(channel, payload))
     await Promise.all([this.#ready(commands), this.#ready(subscriber)])
     commands.on('ready', () => this.#commandsBack())
