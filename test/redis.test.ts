@@ -145,6 +145,22 @@ t.test('Redis killed and restarted empty', async (t) => {
   await t.rejects(a.broker.subscribe(rooms, 'down'), { code: 'FST_WS_BROKER_UNAVAILABLE' })
   await t.rejects(a.broker.history(rooms, 'lobby', {}), { code: 'FST_WS_BROKER_UNAVAILABLE' })
   await t.resolves(a.broker.unsubscribe(rooms, 'never'), 'unsubscribe never fails')
+  // Once b knows Redis is gone, its commands wait for the connection to come back (bounded)...
+  let waited = ''
+  for (let attempt = 0; attempt < 40 && !/no answer/.test(waited); attempt++) {
+    waited = await b.broker.history(rooms, 'lobby', {}).then(() => 'answered', (err: Error) => err.message)
+    if (!/no answer/.test(waited)) await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  t.match(waited, /no answer from Redis within 500 ms/)
+  // ...and many of them waiting at once is what an outage looks like: no leak warning for it.
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+  process.on('warning', onWarning)
+  const waiting = await Promise.allSettled(Array.from({ length: 20 }, () => b.broker.publish(rooms, 'lobby', said('lost'))))
+  await new Promise((resolve) => setImmediate(resolve))
+  process.off('warning', onWarning)
+  t.ok(waiting.every((r) => r.status === 'rejected'), 'every publish during the outage rejects')
+  t.same(warnings, [], 'no MaxListenersExceededWarning')
 
   await redis.restart()
   await until(() => a.sink.lost.length === 1, 8000)
