@@ -80,6 +80,9 @@ class RedisBroker implements Broker {
     // ioredis logs connection errors itself when nobody listens; reconnecting is its job.
     commands.on('error', () => {})
     subscriber.on('error', () => {})
+    // Each command waiting for the connection listens for 'ready' once: many at a time is normal during an outage.
+    commands.setMaxListeners(0)
+    subscriber.setMaxListeners(0)
     subscriber.on('message', (channel: string, payload: string) => this.#receive(channel, payload))
     await Promise.all([this.#ready(commands), this.#ready(subscriber)])
     commands.on('ready', () => this.#commandsBack())
@@ -107,7 +110,6 @@ class RedisBroker implements Broker {
       try {
         return await redis.call('EVALSHA', PUBLISH_SHA, ...args)
       } catch (err) {
-        /* c8 ignore next */ // NOSCRIPT after a Redis restart mid-publish: untested
         if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
         return await redis.call('EVAL', PUBLISH_SCRIPT, ...args)
       }
@@ -295,6 +297,9 @@ class RedisBroker implements Broker {
   #recover (sub: Subscription): void {
     sub.held++
     const run = async (): Promise<void> => {
+      // Not before the subscriber connection is back too (it may return after the command connection):
+      // a key is reported lost, and its sockets told to resubscribe, only once subscribing works again.
+      await this.#command('recover', async () => {}, this.#subscriber)
       let rounds = 0
       let gap = false
       do {

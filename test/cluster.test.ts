@@ -13,11 +13,24 @@ const NODE = join(__dirname, 'fixtures', 'cluster', 'node.js')
 const ROOMS = 10
 const CLIENTS = 300
 const PER_NODE_AND_ROOM = 20
-const BROKER_TIMEOUT = 1000
+// Generous: the test shares a small machine; every wait below is bounded by it.
+const BROKER_TIMEOUT = 2000
 const PRESENCE_TTL = 1500
 
 interface Said { type: 'said', id: number, from: string, n: number }
-interface Client { name: string, room: string, node: number, ws: WebSocket, said: Said[], closed?: { code: number, reason: string }, hello: Promise<void> }
+interface Hello { type: 'hello', offset: number, recovered: boolean }
+interface Client {
+  name: string
+  room: string
+  node: number
+  ws: WebSocket
+  said: Said[]
+  /** The offset the first subscription of this client started after. */
+  start?: number
+  greeting?: Hello
+  closed?: { code: number, reason: string }
+  hello: Promise<void>
+}
 
 async function until (check: () => boolean, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms
@@ -65,8 +78,11 @@ function connect (port: number, node: number, name: string, room: string, since?
   client.hello = new Promise((resolve, reject) => {
     ws.on('message', (data) => {
       const message = JSON.parse(String(data))
-      if (message.type === 'hello') resolve()
-      else client.said.push(message)
+      if (message.type === 'hello') {
+        client.greeting = message
+        client.start ??= message.offset
+        resolve()
+      } else client.said.push(message)
     })
     ws.once('close', (code, reason) => {
       client.closed = { code, reason: String(reason) }
@@ -75,6 +91,26 @@ function connect (port: number, node: number, name: string, room: string, since?
   })
   client.hello.catch(() => {})
   return client
+}
+
+let retried = 0
+
+/**
+ * A client once it got its hello. A subscribe that Redis did not answer within brokerTimeout
+ * fails the route (1011) before the hello; like the package's client, this one tries again, bounded.
+ */
+async function enter (port: number, node: number, name: string, room: string, since?: number): Promise<Client> {
+  for (let attempt = 1; ; attempt++) {
+    const client = connect(port, node, name, room, since)
+    try {
+      await client.hello
+      return client
+    } catch (err) {
+      if (client.closed?.code !== 1011 || attempt === 5) throw err
+      retried++
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt))
+    }
+  }
 }
 
 /** Each message once, ids rising by one. */
@@ -96,9 +132,9 @@ t.test('three nodes on Redis', async (t) => {
   const redis = await startRedis(t)
   const nodes = await Promise.all([0, 1, 2].map((i) => startNode(redis.url, `node${i}`)))
   t.teardown(() => { for (const { child } of nodes) child.kill('SIGKILL') })
-  let clients: Client[] = Array.from({ length: CLIENTS }, (_, i) => connect(nodes[i % 3].port, i % 3, `c${i}`, `r${i % ROOMS}`))
+  let clients: Client[] = []
   t.teardown(() => { for (const client of clients) client.ws.terminate() })
-  await Promise.all(clients.map((client) => client.hello))
+  clients = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => enter(nodes[i % 3].port, i % 3, `c${i}`, `r${i % ROOMS}`)))
 
   await t.test('presence lists every member once', async (t) => {
     for (let room = 0; room < ROOMS; room++) {
@@ -141,43 +177,64 @@ t.test('three nodes on Redis', async (t) => {
       t.ok(c.closed?.code === 1012 || [...resolved].every((o) => got.has(o as number)), `${c.name}: every resolved publish, or 1012`)
     }
     t.ok(clients.every((c) => c.closed?.code === 1012 && c.closed.reason === 'missed messages'), 'closed with 1012 missed messages')
-    clients = clients.map((c) => connect(nodes[c.node].port, c.node, c.name, c.room))
-    await Promise.all(clients.map((client) => client.hello))
+    clients = await Promise.all(clients.map((c) => enter(nodes[c.node].port, c.node, c.name, c.room)))
     const again = await get<Array<{ offset?: number }>>(nodes[2].port, '/publish?room=r2&count=3')
     t.same(again.map((r) => r.offset), [1, 2, 3], 'publishing works again, offsets start again')
   })
 
-  // Known failure: after the Redis restart above, one room's resumed clients end with a
-  // count other than the one expected here; whether the bookkeeping or the recovery is
-  // wrong is not settled, so this step is reported, not enforced.
-  await t.test('a node killed: its clients resume on another node with since, and leave presence', { todo: 'one room misses its expected count after a node is killed' }, async (t) => {
+  await t.test('a node killed: its clients resume on another node with since, and leave presence', async (t) => {
     const dead = nodes[2]
     const orphans = clients.filter((c) => c.node === 2)
-    await get(nodes[0].port, '/publish?room=r3&count=5')
+    const latest = new Map<string, number>()
+    const note = (room: string, results: Array<{ offset?: number }>): void => {
+      for (const { offset } of results) latest.set(room, Math.max(latest.get(room) ?? 0, offset as number))
+    }
+    note('r3', await get(nodes[0].port, '/publish?room=r3&count=5'))
     await until(() => clients.filter((c) => c.room === 'r3').every((c) => c.said.length >= 5), 10_000, 'r3 delivered')
     dead.child.kill('SIGKILL')
+    const killed = Date.now()
     await until(() => orphans.every((c) => c.closed !== undefined), 10_000, 'orphans see the link drop')
-    const published = await Promise.all([0, 1].flatMap((n) => Array.from({ length: ROOMS }, (_, room) => get(nodes[n].port, `/publish?room=r${room}&count=5`))))
-    t.equal(published.length, 2 * ROOMS)
-    const resumed = orphans.map((c) => {
-      const last = c.said.length === 0 ? 0 : c.said[c.said.length - 1].id
-      const next = connect(nodes[0].port, 0, c.name, c.room, last)
-      next.said = c.said.slice()
+    t.ok(orphans.every((c) => c.closed?.code === 1006), 'the killed node\'s clients see the link drop (1006)')
+    const published = await Promise.all([0, 1].flatMap((n) => Array.from({ length: ROOMS }, async (_, room) => {
+      const results = await get<Array<{ offset?: number }>>(nodes[n].port, `/publish?room=r${room}&count=5`)
+      note(`r${room}`, results)
+      return results
+    })))
+    t.ok(published.every((results) => results.every((r) => typeof r.offset === 'number')), 'publishes while the clients are away resolve')
+    // Each client resumes after the last message it holds, or, holding none, after the
+    // offset its subscription started at: that is where its view of the room begins.
+    const resumed = await Promise.all(orphans.map(async (c) => {
+      const since = c.said.length === 0 ? c.start as number : c.said[c.said.length - 1].id
+      const next = await enter(nodes[0].port, 0, c.name, c.room, since)
+      // What it held before the move, then the replay that came before its hello.
+      next.said.unshift(...c.said)
+      next.start = c.start
       return next
-    })
-    await Promise.all(resumed.map((c) => c.hello))
+    }))
+    t.ok(resumed.every((c) => c.greeting?.recovered === true && c.greeting.offset === latest.get(c.room)), 'every resumed subscription is recovered, up to the latest offset')
     clients = clients.filter((c) => c.node !== 2).concat(resumed)
-    await get(nodes[1].port, '/publish?room=r3&count=5')
+    note('r3', await get(nodes[1].port, '/publish?room=r3&count=5'))
     for (let room = 0; room < ROOMS; room++) {
       const members = clients.filter((c) => c.room === `r${room}`)
-      const want = room === 3 ? 20 : room === 2 ? 13 : 10
-      await until(() => members.every((c) => c.said.length >= want), 10_000, `r${room} complete`)
-      t.ok(members.every((c) => contiguous(c.said) && c.said.length === want), `r${room}: nothing missed, nothing twice, across the move`)
+      const last = latest.get(`r${room}`) as number
+      await until(() => members.every((c) => c.said.length >= last - (c.start as number)), 10_000, `r${room} complete`)
+      // Nothing missed, nothing twice: exactly the offsets after the client's start, in order.
+      t.ok(members.every((c) => c.said.length === last - (c.start as number) && c.said[0].id === (c.start as number) + 1 && contiguous(c.said)),
+        `r${room}: every member holds ${members[0].start as number + 1}…${last} once, across the move`)
+      const order = members[0].said.map((m) => `${m.from}/${m.n}`).join()
+      t.ok(members.every((c) => c.said.map((m) => `${m.from}/${m.n}`).join() === order), `r${room}: the same messages on every member`)
     }
-    await new Promise((resolve) => setTimeout(resolve, PRESENCE_TTL + 1000))
-    for (let room = 0; room < ROOMS; room++) {
-      const names = await get<string[]>(nodes[0].port, `/presence?room=r${room}`)
-      t.same(names.sort(), clients.filter((c) => c.room === `r${room}`).map((c) => c.name).sort(), `r${room}: every member once`)
+    // The dead node's presence members go once its lease lapses: within presenceTtl of the kill.
+    const expected = (room: number): string => clients.filter((c) => c.room === `r${room}`).map((c) => c.name).sort().join()
+    const presence = async (): Promise<string[]> => await Promise.all(Array.from({ length: ROOMS }, async (_, room) =>
+      (await get<string[]>(nodes[0].port, `/presence?room=r${room}`)).sort().join()))
+    let seen = await presence()
+    const deadline = killed + PRESENCE_TTL + 1000
+    while (seen.some((names, room) => names !== expected(room)) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      seen = await presence()
     }
+    for (let room = 0; room < ROOMS; room++) t.equal(seen[room], expected(room), `r${room}: every member once, the dead node's gone`)
+    t.comment(`subscribes retried after a 1011 (Redis slower than brokerTimeout): ${retried}`)
   })
 })

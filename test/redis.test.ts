@@ -1,8 +1,10 @@
 // redisBroker against a real redis-server: two or three brokers (nodes) on one
 // Redis, each with a sink that records what the broker hands it.
 import t from 'tap'
+import { createHash } from 'node:crypto'
 import Redis from 'ioredis'
 import { redisBroker } from '../plugin/redis'
+import { PUBLISH_SCRIPT } from '../plugin/redis-scripts'
 import type { Broker, BrokerEntry, BrokerTopic } from '../plugin/broker'
 import { startRedis, type RedisServer } from './helpers/redis'
 
@@ -143,10 +145,28 @@ t.test('Redis killed and restarted empty', async (t) => {
   await t.rejects(a.broker.subscribe(rooms, 'down'), { code: 'FST_WS_BROKER_UNAVAILABLE' })
   await t.rejects(a.broker.history(rooms, 'lobby', {}), { code: 'FST_WS_BROKER_UNAVAILABLE' })
   await t.resolves(a.broker.unsubscribe(rooms, 'never'), 'unsubscribe never fails')
+  // Once b knows Redis is gone, its commands wait for the connection to come back (bounded)...
+  let waited = ''
+  for (let attempt = 0; attempt < 40 && !/no answer/.test(waited); attempt++) {
+    waited = await b.broker.history(rooms, 'lobby', {}).then(() => 'answered', (err: Error) => err.message)
+    if (!/no answer/.test(waited)) await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  t.match(waited, /no answer from Redis within 500 ms/)
+  // ...and many of them waiting at once is what an outage looks like: no leak warning for it.
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+  process.on('warning', onWarning)
+  const waiting = await Promise.allSettled(Array.from({ length: 20 }, () => b.broker.publish(rooms, 'lobby', said('lost'))))
+  await new Promise((resolve) => setImmediate(resolve))
+  process.off('warning', onWarning)
+  t.ok(waiting.every((r) => r.status === 'rejected'), 'every publish during the outage rejects')
+  t.same(warnings, [], 'no MaxListenersExceededWarning')
 
   await redis.restart()
   await until(() => a.sink.lost.length === 1, 8000)
   t.same(a.sink.lost, [{ topic: 'rooms', key: 'lobby', offset: 0 }], 'the key\'s state was lost: its subscribers must go')
+  // Reported only once both connections are back: the sockets it closes can resubscribe at once.
+  t.equal(await a.broker.subscribe(rooms, 'again'), 0, 'a subscribe right after the loss is reported succeeds')
   let offset = 0
   for (let attempt = 0; attempt < 80 && offset === 0; attempt++) {
     offset = await b.broker.publish(rooms, 'lobby', said('back')).catch(() => 0)
@@ -188,6 +208,7 @@ t.test('a subscriber connection that drops catches up from history, or reports t
 })
 
 const LOBBY = 'fastify-typed-websocket:5:rooms:lobby'
+const PUBLISH_SHA = createHash('sha1').update(PUBLISH_SCRIPT).digest('hex')
 
 t.test('messages on the channel that break the order: duplicates dropped, a foreign epoch ignored, a gap reported', async (t) => {
   const redis = await startRedis(t)
@@ -254,4 +275,25 @@ t.test('errors from Redis, a Redis that does not answer, a closed broker', async
   t.same(a.sink.delivered, [], 'a recovery that Redis refuses delivers nothing')
   await a.broker.close()
   await t.rejects(a.broker.publish(rooms, 'lobby', said('x')), { code: 'FST_WS_BROKER_UNAVAILABLE', message: /closed/ })
+})
+
+t.test('Redis forgot the publish script (restarted, or SCRIPT FLUSH): the next publish loads it again', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis)
+  const admin = new Redis(redis.port, '127.0.0.1')
+  t.teardown(() => admin.disconnect())
+  await a.broker.subscribe(rooms, 'lobby')
+  t.equal(await a.broker.publish(rooms, 'lobby', said('one')), 1)
+  const cached = async (): Promise<number> => ((await admin.call('SCRIPT', 'EXISTS', PUBLISH_SHA)) as number[])[0]
+  t.equal(await cached(), 1, 'the script is cached in Redis after the first publish')
+  await admin.call('SCRIPT', 'FLUSH')
+  t.equal(await cached(), 0)
+  t.equal(await a.broker.publish(rooms, 'lobby', said('two')), 2, 'the publish after the flush succeeds')
+  t.equal(await cached(), 1, 'and the script is cached again')
+  await until(() => a.sink.delivered.length === 2)
+  t.same(a.sink.delivered.map((d) => d.data), ['{"id":1,"text":"one"}', '{"id":2,"text":"two"}'], 'both delivered, in order, once')
+  // Another error of the cached script is not retried: it rejects as it is.
+  await admin.set(LOBBY + ':s', 'not a hash')
+  await t.rejects(a.broker.publish(rooms, 'lobby', said('three')), { code: 'FST_WS_BROKER_UNAVAILABLE', message: /publish: .*WRONGTYPE/ })
+  t.equal(await admin.get(LOBBY + ':s'), 'not a hash', 'nothing was written')
 })

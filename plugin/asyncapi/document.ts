@@ -12,15 +12,15 @@ export interface DescribedRoute {
   shared: Record<string, unknown>
 }
 
-/** A topic declared with `app.websocketTopic()`. */
+/** A topic as the core plugin describes it (see TopicDescription in ../topics). */
 export interface DescribedTopic {
   name: string
   message: unknown
-  presence?: unknown
-  history?: number
-  historyTtl?: number
-  presenceTtl?: number
-  offsetField?: string
+  presence: unknown
+  history: number
+  historyTtl: number
+  presenceTtl: number
+  offsetField: string | undefined
 }
 
 export interface DocumentInput {
@@ -214,12 +214,10 @@ export function buildDocument (input: DocumentInput): JsonObject {
       channelMessages[messageKey] = { $ref: `#/components/messages/${messageKey}` }
       refs.push({ $ref: `${channelRef}/messages/${messageKey}` })
     }
-    /* c8 ignore next */ // topics always carry their settings
-    const details: JsonObject = { name: topic.name, history: topic.history ?? 0 }
-    if (topic.historyTtl !== undefined) details.historyTtl = topic.historyTtl
+    const details: JsonObject = { name: topic.name, history: topic.history, historyTtl: topic.historyTtl }
     if (topic.offsetField !== undefined) details.offsetField = topic.offsetField
     if (topic.presence !== undefined) details.presence = converter.convert(topic.presence, where, 'presence', input.shared)
-    if (topic.presenceTtl !== undefined) details.presenceTtl = topic.presenceTtl
+    details.presenceTtl = topic.presenceTtl
     channels[id] = {
       address: null,
       title: `Topic ${topic.name}`,

@@ -67,13 +67,13 @@ const fastifyAsyncapi: FastifyPluginCallback<Record<string, unknown>> = function
       base: (route.instance as unknown as Record<symbol, ConnectionOptions>)[kOptions],
       shared: route.instance.getSchemas()
     }))
-    const topics = (fastify as unknown as Record<symbol, ReadonlyMap<string, DescribedTopic> | undefined>)[kTopics]
+    // The core plugin, a declared dependency, always decorates the app with its topics.
+    const topics = (fastify as unknown as Record<symbol, ReadonlyMap<string, DescribedTopic>>)[kTopics]
     const document = buildDocument({
       info: options.info,
       servers: options.servers,
       routes: described,
-      /* c8 ignore next */ // the core plugin always declares the topics map
-      topics: topics?.values() ?? [],
+      topics: topics.values(),
       shared: fastify.getSchemas()
     })
     return options.transform === undefined ? document : options.transform(document)
