@@ -7,7 +7,7 @@ import { CloseCode, truncateReason } from './close-codes'
 import type { Codec } from './codec'
 import { Fifo } from './fifo'
 import { WebSocketClosedError } from './errors'
-import { keepaliveNow, kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
+import { keepaliveNow, kKeepaliveClock, kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
 import type { ConnectionOptions, Handler, HandlerName } from './options'
 import { callHook, closeChannel, dropChannel, invalidMessageChannel, messageChannel, openChannel, rateLimitChannel } from './diagnostics'
 import { closeDetails, logsLifecycle, type CloseDetails, type ClosedBy, type WireCount } from './lifecycle-log'
@@ -149,8 +149,18 @@ const enum Flag {
   Cut = 1 << 11
 }
 
-// What the peer and the server said in their close frames.
-interface ServerClose { code: number, reason: string }
+// What the server said in its close frame (the names of the close details).
+interface ServerClose { serverCode: number, serverReason: string }
+
+/**
+ * Messages waiting, as pairs (data, isBinary), and the bytes of the messages
+ * received and not yet handled: those waiting and the one an async hook is
+ * handling (inHook of them).
+ */
+class Inbound extends Fifo<Buffer | boolean> {
+  held = 0
+  inHook = 0
+}
 
 /**
  * The writes of a connection not yet flushed (created on first use), four
@@ -180,15 +190,11 @@ export class WebSocketConnection implements KeepaliveMember {
   [kKeepaliveDue] = 0
   readonly request: FastifyRequest
   readonly raw: WebSocket
-  readonly #socket: Writable
   readonly #route: RouteRuntime
   #flags = Flag.Busy
   // Waiting messages as pairs: data, isBinary.
-  #queue: Fifo<Buffer | boolean> | undefined = undefined
-  // Bytes of the messages received and not yet handled: those in #queue and
-  // the one an async hook is handling (#inHook of them).
-  #heldBytes = 0
-  #inHook = 0
+  // (Created with the first message that waits or goes to an async hook.)
+  #queue: Inbound | undefined = undefined
   #flush: Flush | undefined = undefined
   #messagesIn = 0
   #messagesOut = 0
@@ -197,12 +203,11 @@ export class WebSocketConnection implements KeepaliveMember {
   readonly #bytesRead: number
   readonly #bytesWritten: number
   readonly #bucket: TokenBucket | undefined
-  #serverClose: ServerClose | undefined = undefined
-  #closeDetails: CloseDetails | undefined = undefined
+  // What the server sent in its close frame; once the connection is gone, the close details.
+  #close: ServerClose | CloseDetails | undefined = undefined
 
   constructor (raw: WebSocket, socket: Writable, request: FastifyRequest, route: RouteRuntime) {
     this.raw = raw
-    this.#socket = socket
     this.request = request
     this.#route = route
     const wire = socket as WireCount
@@ -251,28 +256,32 @@ export class WebSocketConnection implements KeepaliveMember {
     ;(wsReceiver as Record<ReceiverEvent, ReceiverListener>).pong.call(this, data)
   }
 
+  get [kKeepaliveClock] (): KeepaliveClock | undefined {
+    return this.#route.keepalive
+  }
+
   get log (): FastifyBaseLogger {
     return this.request.log
   }
 
   get closeCode (): number | undefined {
-    return this.#closeDetails?.peerCode
+    return (this.#flags & Flag.Gone) === 0 ? undefined : (this.#close as CloseDetails).peerCode
   }
 
   get closeReason (): string | undefined {
-    return this.#closeDetails?.peerReason
+    return (this.#flags & Flag.Gone) === 0 ? undefined : (this.#close as CloseDetails).peerReason
   }
 
   get closedBy (): ClosedBy | undefined {
-    return this.#closeDetails?.closedBy
+    return (this.#flags & Flag.Gone) === 0 ? undefined : (this.#close as CloseDetails).closedBy
   }
 
   get serverCloseCode (): number | undefined {
-    return this.#serverClose?.code
+    return this.#close?.serverCode
   }
 
   get serverCloseReason (): string | undefined {
-    return this.#serverClose?.reason
+    return this.#close?.serverReason
   }
 
   static #closed (this: WebSocket, code: number, reason: Buffer): void {
@@ -465,6 +474,11 @@ export class WebSocketConnection implements KeepaliveMember {
     this.#route.budget.check()
   }
 
+  // ws's WebSocket keeps the net socket: not kept twice.
+  get #socket (): Writable {
+    return (this.raw as unknown as { _socket: Writable })._socket
+  }
+
   static uncork (connection: WebSocketConnection): void {
     connection.#flags &= ~Flag.Corked
     connection.#socket.uncork()
@@ -538,7 +552,7 @@ export class WebSocketConnection implements KeepaliveMember {
     const cut = reason === undefined ? undefined : truncateReason(reason)
     raw.close(code, cut)
     // ws validated the code; a close frame without one means 1005.
-    this.#serverClose = { code: code ?? CloseCode.NoStatus, reason: cut ?? '' }
+    this.#close = { serverCode: code ?? CloseCode.NoStatus, serverReason: cut ?? '' }
   }
 
   ping (data?: string | Buffer): void {
@@ -553,8 +567,6 @@ export class WebSocketConnection implements KeepaliveMember {
   fail (code: number, reason: string): void {
     this.#flags |= Flag.Discard
     this.#queue = undefined
-    this.#heldBytes = 0
-    this.#inHook = 0
     // Read again, if paused, so that the peer's close frame arrives.
     this.#resume()
     this.close(code, reason)
@@ -580,8 +592,6 @@ export class WebSocketConnection implements KeepaliveMember {
   #openFailed (err: unknown): void {
     this.#flags = (this.#flags & ~(Flag.Phase | Flag.Busy)) | Flag.Failed | Flag.Discard
     this.#queue = undefined
-    this.#heldBytes = 0
-    this.#inHook = 0
     this.#reportError(err, true)
     this.#finishIfGone()
   }
@@ -611,14 +621,14 @@ export class WebSocketConnection implements KeepaliveMember {
       }
       throttled = true
     }
-    const queue = this.#queue ?? (this.#queue = new Fifo())
+    const queue = this.#queue ?? (this.#queue = new Inbound())
     queue.push(data)
     queue.push(isBinary)
-    this.#heldBytes += data.length
+    queue.held += data.length
     if (throttled) this.#rateLimited(bucket as TokenBucket, data.length)
     const options = this.#route.options
     if ((this.#flags & Flag.Paused) === 0 && (queue.length >= 2 * options.maxPendingMessages ||
-        this.#heldBytes >= (options.maxPendingBytes ?? options.maxMessageSize))) {
+        queue.held >= (options.maxPendingBytes ?? options.maxMessageSize))) {
       // Stop reading: TCP backpressure reaches the client until the queue drains.
       this.#pause()
     }
@@ -627,9 +637,11 @@ export class WebSocketConnection implements KeepaliveMember {
   /** Delivers queued messages, one at a time, until a hook goes async or the queue is empty. */
   #drain (): void {
     this.#flags &= ~Flag.Busy
-    this.#heldBytes -= this.#inHook
-    this.#inHook = 0
     let queue = this.#queue
+    if (queue !== undefined) {
+      queue.held -= queue.inHook
+      queue.inHook = 0
+    }
     while (queue !== undefined && queue.length > 0) {
       const bucket = this.#bucket
       if (bucket !== undefined && !bucket.closes && !bucket.take((queue.peek() as Buffer).length)) {
@@ -638,7 +650,7 @@ export class WebSocketConnection implements KeepaliveMember {
       }
       const data = queue.shift() as Buffer
       const isBinary = queue.shift() as boolean
-      this.#heldBytes -= data.length
+      queue.held -= data.length
       this.#deliver(data, isBinary)
       if ((this.#flags & Flag.Busy) !== 0) return
       // A failure while dispatching drops the queue.
@@ -652,8 +664,9 @@ export class WebSocketConnection implements KeepaliveMember {
   #deliver (data: Buffer, isBinary: boolean): void {
     this.#dispatch(data, isBinary)
     if ((this.#flags & Flag.Busy) !== 0) {
-      this.#inHook = data.length
-      this.#heldBytes += data.length
+      const queue = this.#queue ?? (this.#queue = new Inbound())
+      queue.inHook = data.length
+      queue.held += data.length
     }
   }
 
@@ -798,7 +811,8 @@ export class WebSocketConnection implements KeepaliveMember {
     route.keepalive?.delete(this)
     route.registry.closed(this)
     const wire = this.#socket as WireCount
-    const details = this.#closeDetails = closeDetails(code, reason.toString(), this.#serverClose?.code, this.#serverClose?.reason, {
+    const server = this.#close as ServerClose | undefined
+    const details = this.#close = closeDetails(code, reason.toString(), server?.serverCode, server?.serverReason, {
       durationMs: keepaliveNow() - this.#openedAt,
       messagesIn: this.#messagesIn,
       messagesOut: this.#messagesOut,
@@ -828,7 +842,7 @@ export class WebSocketConnection implements KeepaliveMember {
     }
     let result: unknown
     try {
-      result = callHook('close', hook, route.instance, this, this.closeCode, this.closeReason, this.#closeDetails)
+      result = callHook('close', hook, route.instance, this, this.closeCode, this.closeReason, this.#close)
     } catch (err) {
       return failed(err)
     }

@@ -26,14 +26,15 @@ const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = fu
     return done(err as Error)
   }
   const topics = new TopicNode(broker as Broker)
+  const registry = new ClientRegistry()
   const state: PluginState = {
     options,
-    registry: new ClientRegistry(),
+    registry,
     closing: false,
     routes: [],
     openHandlers: new WeakSet(),
     maxCloseTimeout: 0,
-    keepalive: new KeepaliveClocks(),
+    keepalive: new KeepaliveClocks(registry.open),
     connections: new ConnectionCount(options.maxConnections),
     budget
   }

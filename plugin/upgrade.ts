@@ -39,6 +39,9 @@ export function createUpgradeListener (routing: (req: IncomingMessage, res: Serv
   return function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     shareHeaders(req.rawHeaders)
     if (req.httpVersion === HTTP_11) req.httpVersion = HTTP_11
+    // A path without a query (one with a query may carry a token) is a route's.
+    const url = req.url as string
+    if (!url.includes('?')) req.url = shareValue(url)
     // Node removes its own error listener before emitting 'upgrade'.
     socket.on('error', destroyOnError)
     const response = new ServerResponse(req)
@@ -88,11 +91,13 @@ function shareHeaders (raw: string[]): void {
       known = { text: name, values: sharedValues.has(name.toLowerCase()) }
       if (names.size < MAX_SHARED && name.length <= MAX_SHARED_LENGTH) names.set(name, known)
     }
-    if (known.values) {
-      const value = raw[i + 1]
-      const same = values.get(value)
-      if (same !== undefined) raw[i + 1] = same
-      else if (values.size < MAX_SHARED && value.length <= MAX_SHARED_LENGTH) values.set(value, value)
-    }
+    if (known.values) raw[i + 1] = shareValue(raw[i + 1])
   }
+}
+
+function shareValue (value: string): string {
+  const same = values.get(value)
+  if (same !== undefined) return same
+  if (values.size < MAX_SHARED && value.length <= MAX_SHARED_LENGTH) values.set(value, value)
+  return value
 }
