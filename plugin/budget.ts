@@ -8,7 +8,7 @@ export interface BudgetMember {
 
 // What a queued write costs besides its bytes (Node's write request, the
 // connection's own entry for it), counted for each socket that holds it.
-const WRITE_COST = 64
+const WRITE_COST = 128
 
 /**
  * The server-wide budget for outbound bytes queued to readers that do not

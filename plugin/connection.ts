@@ -145,8 +145,8 @@ const enum Flag {
   // The socket held bytes when this tick's frames began: they count in the budget.
   Behind = 1 << 9,
   LogsLifecycle = 1 << 10,
-  // Cut off by maxBufferedTotal: its queued bytes no longer count.
-  Cut = 1 << 11
+  // Closed by the server: its queued bytes no longer count in the budget.
+  Released = 1 << 11
 }
 
 // What the server said in its close frame (the names of the close details).
@@ -417,18 +417,30 @@ export class WebSocketConnection implements KeepaliveMember {
    * more is written to it, and its link is destroyed within closeTimeout).
    */
   cutForBudget (budget: SendBudget): void {
-    const flush = this.#flush as Flush
     const raw = this.raw
-    const messages = flush.sends
-    this.#flags |= Flag.Cut
+    const messages = (this.#flush as Flush).sends
+    this.log.warn({ bufferedAmount: raw.bufferedAmount, messages, bufferedTotal: budget.total, maxBufferedTotal: budget.max }, 'websocket send buffers over maxBufferedTotal; closing the connection holding the most')
+    if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages, limit: 'maxBufferedTotal' })
+    this.fail(CloseCode.PolicyViolation, 'send buffer full')
+    // (Closing already, at the peer's word: fail() left it as it was.)
+    this.#releaseBudget()
+  }
+
+  /**
+   * The server closed the connection: nothing more is written to it, and its
+   * link is destroyed within closeTimeout, so what it holds stops counting in
+   * the budget at once.
+   */
+  #releaseBudget (): void {
+    const flush = this.#flush
+    this.#flags |= Flag.Released
+    if (flush === undefined || flush.held === 0) return
+    const budget = this.#route.budget
     flush.entries.forEach((entry, i) => {
       if (i % 4 === 0) budget.release(entry as Buffer | number)
     })
     budget.leave(this)
     flush.held = 0
-    this.log.warn({ bufferedAmount: raw.bufferedAmount, messages, bufferedTotal: budget.total, maxBufferedTotal: budget.max }, 'websocket send buffers over maxBufferedTotal; closing the connection holding the most')
-    if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages, limit: 'maxBufferedTotal' })
-    this.fail(CloseCode.PolicyViolation, 'send buffer full')
   }
 
   /**
@@ -448,7 +460,7 @@ export class WebSocketConnection implements KeepaliveMember {
     if ((flags & Flag.Corked) === 0) {
       // Bytes still waiting from before this tick: this reader is behind, and
       // what it is sent now counts in the server's budget until it is flushed.
-      flags = this.#flags = socket.writableLength > 0 || (this.#flush !== undefined && this.#flush.entries.length > 0)
+      flags = this.#flags = raw.bufferedAmount > 0 || (this.#flush !== undefined && this.#flush.entries.length > 0)
         ? flags | Flag.Corked | Flag.Behind
         : (flags | Flag.Corked) & ~Flag.Behind
       socket.cork()
@@ -501,7 +513,7 @@ export class WebSocketConnection implements KeepaliveMember {
   }
 
   #count (flush: Flush, held: Buffer | number): void {
-    if ((this.#flags & Flag.Cut) !== 0) return
+    if ((this.#flags & Flag.Released) !== 0) return
     const budget = this.#route.budget
     const bytes = budget.hold(held)
     if (flush.held === 0) budget.join(this)
@@ -528,7 +540,7 @@ export class WebSocketConnection implements KeepaliveMember {
     const resolve = entries.shift() as ((value: void) => void) | undefined
     const reject = entries.shift() as (reason: unknown) => void
     const sent = entries.shift() as Promise<void>
-    if ((this.#flags & Flag.Cut) === 0) {
+    if ((this.#flags & Flag.Released) === 0) {
       const budget = this.#route.budget
       flush.held -= budget.release(held)
       if (flush.held === 0) budget.leave(this)
@@ -553,6 +565,7 @@ export class WebSocketConnection implements KeepaliveMember {
     raw.close(code, cut)
     // ws validated the code; a close frame without one means 1005.
     this.#close = { serverCode: code ?? CloseCode.NoStatus, serverReason: cut ?? '' }
+    this.#releaseBudget()
   }
 
   ping (data?: string | Buffer): void {
