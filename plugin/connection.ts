@@ -407,9 +407,9 @@ export class WebSocketConnection implements KeepaliveMember {
     return true
   }
 
-  /** Bytes this connection holds of the server's send budget (shared frames in full). */
+  /** Bytes this connection holds of the server's send budget (shared frames in full); only asked of members. */
   get budgetHeld (): number {
-    return this.#flush === undefined ? 0 : this.#flush.held
+    return (this.#flush as Flush).held
   }
 
   /**
@@ -513,7 +513,7 @@ export class WebSocketConnection implements KeepaliveMember {
   }
 
   #count (flush: Flush, held: Buffer | number): void {
-    if ((this.#flags & Flag.Released) !== 0) return
+    // (Never after #releaseBudget: a connection the server closed is not written to.)
     const budget = this.#route.budget
     const bytes = budget.hold(held)
     if (flush.held === 0) budget.join(this)

@@ -20,6 +20,7 @@ interface Seen {
   logIsChild: boolean
   logLevel: string
   sameRequest: boolean
+  closeState: unknown[]
 }
 
 t.test('socket.request read from a message hook after messages and keepalive pings', async (t) => {
@@ -55,7 +56,8 @@ t.test('socket.request read from a message hook after messages and keepalive pin
             signalIsSignal: request.signal instanceof AbortSignal,
             logIsChild: request.log === socket.log && typeof request.log.info === 'function',
             logLevel: request.log.level,
-            sameRequest: socket.request === request
+            sameRequest: socket.request === request,
+            closeState: [socket.closeCode, socket.closeReason, socket.closedBy, socket.serverCloseCode, socket.serverCloseReason, socket.isOpen]
           })
           request.log.info({ tenant: (request as unknown as { tenant: string }).tenant }, 'late log line')
           socket.send('reported')
@@ -110,6 +112,7 @@ t.test('socket.request read from a message hook after messages and keepalive pin
   t.equal(late.logIsChild, true, 'request.log is socket.log')
   t.equal(late.logLevel, 'debug')
   t.equal(late.sameRequest, true)
+  t.same(late.closeState, [undefined, undefined, undefined, undefined, undefined, true], 'no close details while open')
   const line = server.logs.find(l => l.msg === 'late log line' && l.tenant === 'tenant-blue')
   t.ok(line, 'request.log still writes')
   t.equal(line?.reqId, openRequestIds.blue, 'with the request id')
