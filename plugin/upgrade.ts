@@ -39,6 +39,8 @@ export function createUpgradeListener (routing: (req: IncomingMessage, res: Serv
   return function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     shareHeaders(req.rawHeaders)
     if (req.httpVersion === HTTP_11) req.httpVersion = HTTP_11
+    // An upgrade request has no trailers: one empty list for all of them.
+    if (req.rawTrailers.length === 0) req.rawTrailers = NO_TRAILERS
     // A path without a query (one with a query may carry a token) is a route's.
     const url = req.url as string
     if (!url.includes('?')) req.url = shareValue(url)
@@ -74,6 +76,7 @@ const sharedValues = new Set([
   'cache-control', 'pragma'
 ])
 const HTTP_11 = '1.1'
+const NO_TRAILERS: string[] = Object.freeze([]) as unknown as string[]
 const MAX_SHARED = 1024
 const MAX_SHARED_LENGTH = 256
 // Shared names, each with whether its values are shared too.

@@ -12,6 +12,7 @@ interface Seen {
   url: string
   method: string
   httpVersion: string
+  trailers: unknown[]
   decorated: unknown
   hookValue: unknown
   id: string
@@ -49,6 +50,7 @@ t.test('socket.request read from a message hook after messages and keepalive pin
             url: raw.url as string,
             method: raw.method as string,
             httpVersion: raw.httpVersion,
+            trailers: [raw.rawTrailers.length, Object.keys(raw.trailers).length, raw.complete],
             decorated: (request as unknown as { tenant: string }).tenant,
             hookValue: (request as unknown as { tenant: string }).tenant,
             id: request.id,
@@ -105,6 +107,7 @@ t.test('socket.request read from a message hook after messages and keepalive pin
   t.equal(late.url, '/rooms/blue?room=blue&n=7')
   t.equal(late.method, 'GET')
   t.equal(late.httpVersion, '1.1')
+  t.same(late.trailers, [0, 0, true], 'no trailers; the request is complete')
   t.equal(late.decorated, 'tenant-blue', 'a request decoration set by a hook')
   t.equal(late.id, openRequestIds.blue, 'the id the open handler saw')
   t.equal(late.signalIsSignal, true)
