@@ -37,9 +37,16 @@ function url (port, auth) {
   return `ws://127.0.0.1:${port}/echo${auth ? `?token=${TOKEN}` : ''}`
 }
 
+// Connections are spread over several loopback addresses: one local address
+// has about 28 000 ephemeral ports, fewer than a few rounds of 19 000 need
+// while closed ones linger in TIME_WAIT.
+const LOCAL_ADDRESSES = 8
+let connections = 0
+
 function connect (target) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(target, { perMessageDeflate: false })
+    const localAddress = `127.0.0.${1 + (connections++ % LOCAL_ADDRESSES)}`
+    const ws = new WebSocket(target, { perMessageDeflate: false, localAddress })
     const timer = setTimeout(() => {
       ws.terminate()
       reject(new Error(`connection to ${target} not open after ${OPEN_TIMEOUT_MS} ms`))

@@ -3,10 +3,12 @@
 /*
  * Benchmark: fastify-typed-websocket against bare `ws` and @fastify/websocket.
  *
- *   npm run build && npm run bench          full run (about 4-5 minutes)
+ *   npm run build && npm run bench          full run (about 6-8 minutes)
  *   node bench/run.js --quick               small counts, a few seconds (smoke test)
  *   node bench/run.js --only echo,latency   some scenarios (echo, handshake, memory, latency)
  *   node bench/run.js --servers ws,fastify-websocket   some servers (ws, fastify-websocket, typed)
+ *   node bench/run.js --only memory --counts 5000,19000 --rounds 3
+ *                                           idle memory at these connection counts
  *
  * Each server (bench/servers/*.js) runs in its own process pinned to core 0
  * (`taskset -c 0`), the load generator (bench/load.js, `ws` client) in another
@@ -27,9 +29,12 @@
  *                   async preValidation token check, open, close handshake,
  *                   cleanup (2000 connections, 32 in flight)
  *   idle RSS, heap  bytes per open idle connection, keepalive on: memoryUsage()
- *                   after global.gc() with 10 000 connections open, minus the
- *                   same before opening them, divided by the count (each round
- *                   uses a fresh server process)
+ *                   after global.gc() with 5 000 and with 19 000 connections
+ *                   open, minus the same before opening them, divided by the
+ *                   count (each round uses a fresh server process; the load
+ *                   generator spreads its connections over local addresses
+ *                   127.0.0.1-8 so that ephemeral ports do not run out; the
+ *                   file descriptor limit, `ulimit -n`, must exceed the count)
  *   latency p50/p99 round trip in microseconds at light load: 10 connections,
  *                   one message in flight each
  * Values are medians over the rounds. Ratios are to bare `ws` (ws = 1.00;
@@ -37,7 +42,8 @@
  * round run back to back) and then the median over rounds, which cancels slow
  * changes in machine load; "<= @fastify/websocket" is checked the same way.
  * The targets for this plugin: echo CPU/msg <= 1.10x ws, handshake CPU <= 1.30x
- * ws, idle memory per connection (RSS and heap) <= 1.25x ws, and each <=
+ * ws, idle RSS per connection <= 1.00x ws, idle heap per connection <= 1.35x
+ * ws, and each <=
  * @fastify/websocket. On a shared or virtualized machine, run it when the
  * machine is otherwise idle: other load inflates and scatters the CPU figures.
  *
@@ -72,7 +78,7 @@ const FULL = {
   timeoutMs: 15 * 60 * 1000,
   echo: { rounds: 7, connections: 50, window: 32, durationMs: 2000, warmupMs: 3000 },
   handshake: { rounds: 7, count: 2000, concurrency: 32 },
-  memory: { rounds: 5, count: 10000, concurrency: 100, warmup: 300 },
+  memory: { rounds: 3, counts: [5000, 19000], concurrency: 100, warmup: 300 },
   latency: { rounds: 5, connections: 10, perConnection: 300 }
 }
 
@@ -80,20 +86,21 @@ const QUICK = {
   timeoutMs: 100 * 1000,
   echo: { rounds: 1, connections: 10, window: 8, durationMs: 300, warmupMs: 200 },
   handshake: { rounds: 1, count: 100, concurrency: 16 },
-  memory: { rounds: 1, count: 300, concurrency: 50, warmup: 20 },
+  memory: { rounds: 1, counts: [300], concurrency: 50, warmup: 20 },
   latency: { rounds: 1, connections: 5, perConnection: 40 }
 }
 
 const TARGETS = {
   echoCpu: 1.10,
   handshakeCpu: 1.30,
-  memory: 1.25
+  rss: 1.00,
+  heap: 1.35
 }
 
 // ---------------------------------------------------------------- arguments
 
 function parseArgs (argv) {
-  const args = { quick: false, only: SCENARIOS, servers: SERVERS.map(s => s.key) }
+  const args = { quick: false, only: SCENARIOS, servers: SERVERS.map(s => s.key), counts: null, rounds: null }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     const value = () => {
@@ -114,6 +121,12 @@ function parseArgs (argv) {
       for (const name of args.servers) {
         if (!SERVERS.some(s => s.key === name)) throw new Error(`unknown server "${name}" (known: ${SERVERS.map(s => s.key).join(', ')})`)
       }
+    } else if (arg === '--counts' || arg.startsWith('--counts=')) {
+      args.counts = value().split(',').map(Number)
+      if (args.counts.some(n => !Number.isInteger(n) || n < 1)) throw new Error('--counts takes connection counts, e.g. 5000,19000')
+    } else if (arg === '--rounds' || arg.startsWith('--rounds=')) {
+      args.rounds = Number(value())
+      if (!Number.isInteger(args.rounds) || args.rounds < 1) throw new Error('--rounds takes a positive integer')
     } else if (arg === '--help' || arg === '-h') {
       args.help = true
     } else {
@@ -408,7 +421,15 @@ async function handshakeScenario (servers, load, config) {
 }
 
 async function memoryScenario (servers, load, config) {
-  const cfg = config.memory
+  const results = {}
+  for (const count of config.memory.counts) {
+    progress(`  ${count.toLocaleString('en-US')} connections:`)
+    results[count] = await memoryAt(servers, load, config.memory, count)
+  }
+  return results
+}
+
+async function memoryAt (servers, load, cfg, count) {
   // A fresh server process per round: freed memory is not given back to the
   // OS at once, so a reused process would make later rounds look cheaper.
   const measure = (instanceLike) => withServers([instanceLike.server], [], async ([instance]) => {
@@ -418,19 +439,19 @@ async function memoryScenario (servers, load, config) {
     await waitForClients(instance, 0)
     await sleep(100)
     const before = await stats(instance, true)
-    await load.request('open', { port: instance.port, count: cfg.count, concurrency: cfg.concurrency }, 180000)
-    await waitForClients(instance, cfg.count)
+    await load.request('open', { port: instance.port, count, concurrency: cfg.concurrency }, 300000)
+    await waitForClients(instance, count, 60000)
     await sleep(200)
     const after = await stats(instance, true)
-    if (after.clients !== cfg.count) {
-      throw new Error(`${instance.server.label}: ${after.clients} connections open, expected ${cfg.count}`)
+    if (after.clients !== count) {
+      throw new Error(`${instance.server.label}: ${after.clients} connections open, expected ${count}`)
     }
     await load.request('close', { graceful: false }, 60000)
     return {
-      connections: cfg.count,
-      rssPerConnection: (after.mem.rss - before.mem.rss) / cfg.count,
-      heapPerConnection: (after.mem.heapUsed - before.mem.heapUsed) / cfg.count,
-      externalPerConnection: (after.mem.external - before.mem.external) / cfg.count
+      connections: count,
+      rssPerConnection: (after.mem.rss - before.mem.rss) / count,
+      heapPerConnection: (after.mem.heapUsed - before.mem.heapUsed) / count,
+      externalPerConnection: (after.mem.external - before.mem.external) / count
     }
   })
   const placeholders = servers.map(server => ({ server }))
@@ -439,8 +460,8 @@ async function memoryScenario (servers, load, config) {
     for (const instanceLike of rotate(placeholders, round)) {
       const sample = await measure(instanceLike)
       samples[instanceLike.server.key].push(sample)
-      progress(`  memory round ${round + 1}/${cfg.rounds} ${instanceLike.server.label}: ` +
-        `${(sample.rssPerConnection / 1024).toFixed(2)} KiB RSS/conn, ${(sample.heapPerConnection / 1024).toFixed(2)} KiB heap/conn`)
+      progress(`  memory ${count} round ${round + 1}/${cfg.rounds} ${instanceLike.server.label}: ` +
+        `${sample.rssPerConnection.toFixed(0)} B RSS/conn, ${sample.heapPerConnection.toFixed(0)} B heap/conn`)
     }
   }
   return summarize(samples, ['rssPerConnection', 'heapPerConnection', 'externalPerConnection'])
@@ -487,8 +508,6 @@ const ROWS = [
   { scenario: 'echo', field: 'perSecond', label: 'echo msg/s', unit: '', digits: 0, higherIsBetter: true },
   { scenario: 'handshake', field: 'cpuPerConnection', label: 'handshake CPU/conn', unit: 'us', digits: 1, target: TARGETS.handshakeCpu },
   { scenario: 'handshake', field: 'perSecond', label: 'handshake conn/s', unit: '', digits: 0, higherIsBetter: true },
-  { scenario: 'memory', field: 'rssPerConnection', label: 'idle RSS/conn', unit: 'KiB', digits: 2, scale: 1 / 1024, target: TARGETS.memory },
-  { scenario: 'memory', field: 'heapPerConnection', label: 'idle heap/conn', unit: 'KiB', digits: 2, scale: 1 / 1024, target: TARGETS.memory },
   { scenario: 'latency', field: 'p50', label: 'latency p50', unit: 'us', digits: 0 },
   { scenario: 'latency', field: 'p99', label: 'latency p99', unit: 'us', digits: 0 }
 ]
@@ -505,10 +524,22 @@ function pairedRatio (scenario, key, base, field) {
   return median(ratios)
 }
 
+// The memory rows, one pair per connection count measured.
+function memoryRows (results) {
+  const rows = []
+  for (const count of Object.keys(results.memory || {})) {
+    const n = Number(count).toLocaleString('en-US')
+    rows.push({ scenario: 'memory', count, field: 'rssPerConnection', label: `idle RSS/conn, ${n} open`, unit: 'B', digits: 0, target: TARGETS.rss })
+    rows.push({ scenario: 'memory', count, field: 'heapPerConnection', label: `idle heap/conn, ${n} open`, unit: 'B', digits: 0, target: TARGETS.heap })
+  }
+  return rows
+}
+
 function evaluate (results, servers) {
   const rows = []
-  for (const row of ROWS) {
-    const scenario = results[row.scenario]
+  const all = [...ROWS.slice(0, 4), ...memoryRows(results), ...ROWS.slice(4)]
+  for (const row of all) {
+    const scenario = row.count === undefined ? results[row.scenario] : results[row.scenario] && results[row.scenario][row.count]
     if (!scenario) continue
     const values = {}
     for (const server of servers) values[server.key] = scenario[server.key] ? scenario[server.key].median[row.field] : NaN
@@ -639,10 +670,14 @@ function chartSvg (rows, servers, meta) {
 async function main () {
   const args = parseArgs(process.argv.slice(2))
   if (args.help) {
-    process.stdout.write('usage: node bench/run.js [--quick] [--only echo,handshake,memory,latency] [--servers ws,fastify-websocket,typed]\n')
+    process.stdout.write('usage: node bench/run.js [--quick] [--only echo,handshake,memory,latency] [--servers ws,fastify-websocket,typed] [--counts 5000,19000] [--rounds N]\n')
     return 0
   }
-  const config = args.quick ? QUICK : FULL
+  const config = structuredClone(args.quick ? QUICK : FULL)
+  if (args.counts !== null) config.memory.counts = args.counts
+  if (args.rounds !== null) {
+    for (const name of SCENARIOS) config[name].rounds = args.rounds
+  }
   const servers = SERVERS.filter(s => args.servers.includes(s.key))
   const started = Date.now()
 

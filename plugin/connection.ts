@@ -1,15 +1,16 @@
 import type { EventEmitter } from 'node:events'
 import type { Writable } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
+import type { SendBudget } from './budget'
 import WebSocket from 'ws'
 import { CloseCode, truncateReason } from './close-codes'
 import type { Codec } from './codec'
 import { Fifo } from './fifo'
 import { WebSocketClosedError } from './errors'
-import { kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
+import { keepaliveNow, kKeepaliveClock, kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
 import type { ConnectionOptions, Handler, HandlerName } from './options'
 import { callHook, closeChannel, dropChannel, invalidMessageChannel, messageChannel, openChannel, rateLimitChannel } from './diagnostics'
-import { closeDetails, logsLifecycle, type CloseDetails, type ClosedBy, type Traffic, type WireCount } from './lifecycle-log'
+import { closeDetails, logsLifecycle, type CloseDetails, type ClosedBy, type WireCount } from './lifecycle-log'
 import { TokenBucket } from './rate-limit'
 
 /** What a connection needs from its route, compiled once per route. */
@@ -23,6 +24,11 @@ export interface RouteRuntime {
   keepalive: KeepaliveClock | undefined
   /** permessage-deflate is on: ws may hold frames back while it compresses. */
   compression: boolean
+  /** The Fastify instance the route was declared on: `this` in every hook. */
+  instance: FastifyInstance
+  registry: Registry
+  /** The server-wide budget for queued outbound bytes (maxBufferedTotal). */
+  budget: SendBudget
 }
 
 /** Where open connections are tracked (`app.websocketClients`) and shutdown waits. */
@@ -81,93 +87,210 @@ function capture (resolve: (value: void) => void, reject: (reason: unknown) => v
   capturedReject = reject
 }
 
-// The connection a ws WebSocket (or its receiver) belongs to: ws's events are
-// handled by shared functions rather than closures per connection.
+// The connection a ws WebSocket belongs to: ws's events are handled by shared
+// functions rather than closures per connection.
 const kConnection = Symbol('fastify-typed-websocket.connection')
 type Tagged = { [kConnection]: WebSocketConnection }
 
-// Opening: the open hook is running; Ready: messages flow; Failed: open threw.
-const enum Phase { Opening, Ready, Failed }
+// ws's receiver points at its WebSocket under a symbol ws does not export;
+// found on the first receiver, as are ws's own receiver listeners.
+let kWebSocket: symbol = Symbol('unknown')
+type ReceiverListener = (this: EventEmitter, data: unknown, isBinary?: boolean) => void
+type ReceiverEvent = 'error' | 'message' | 'ping' | 'pong'
+const receiverEvents: ReceiverEvent[] = ['error', 'message', 'ping', 'pong']
+// null: this ws's receiver is not laid out as ws 8's.
+let wsReceiver: Record<ReceiverEvent, ReceiverListener> | null | undefined
+
+function findReceiverListeners (receiver: EventEmitter): Record<ReceiverEvent, ReceiverListener> | null {
+  const key = Object.getOwnPropertySymbols(receiver).find(k => k.description === 'websocket')
+  const found: Partial<Record<ReceiverEvent, ReceiverListener>> = {}
+  for (const name of receiverEvents) {
+    const listeners = receiver.listeners(name)
+    /* c8 ignore next */
+    if (listeners.length !== 1 || key === undefined) return null
+    found[name] = listeners[0] as ReceiverListener
+  }
+  kWebSocket = key as symbol
+  return found as Record<ReceiverEvent, ReceiverListener>
+}
+
+/** Puts `ours` in the place of ws's listener: one function per event rather than an array. */
+function replaceListener (receiver: EventEmitter, name: ReceiverEvent, ours: ReceiverListener): void {
+  receiver.removeListener(name, (wsReceiver as Record<ReceiverEvent, ReceiverListener>)[name])
+  receiver.on(name, ours)
+}
+
+function connectionOf (receiver: EventEmitter): WebSocketConnection {
+  return ((receiver as unknown as Record<symbol, WebSocket>)[kWebSocket] as unknown as Tagged)[kConnection]
+}
+
+// A connection's state, in one small integer. The low two bits are the phase:
+// Opening (the open hook is running), Ready (messages flow), Failed (open threw).
+const enum Flag {
+  Opening = 0,
+  Ready = 1,
+  Failed = 2,
+  Phase = 3,
+  // A hook (open or message) is running; inbound messages wait in #queue.
+  Busy = 1 << 2,
+  Paused = 1 << 3,
+  Gone = 1 << 4,
+  Finished = 1 << 5,
+  // Set when the server closed the connection because of bad input or a failed
+  // hook: what is still queued is dropped rather than delivered.
+  Discard = 1 << 6,
+  AwaitingPong = 1 << 7,
+  // The net socket is corked until the next tick: frames of this tick leave in one write.
+  Corked = 1 << 8,
+  // The socket held bytes when this tick's frames began: they count in the budget.
+  Behind = 1 << 9,
+  LogsLifecycle = 1 << 10,
+  // Closed by the server: its queued bytes no longer count in the budget.
+  Released = 1 << 11
+}
+
+// What the server said in its close frame (the names of the close details).
+interface ServerClose { serverCode: number, serverReason: string }
+
+/**
+ * Messages waiting, as pairs (data, isBinary), and the bytes of the messages
+ * received and not yet handled: those waiting and the one an async hook is
+ * handling (inHook of them).
+ */
+class Inbound extends Fifo<Buffer | boolean> {
+  held = 0
+  inHook = 0
+}
+
+/**
+ * The writes of a connection not yet flushed (created on first use), four
+ * entries each: what the write holds of the send budget (a shared frame, or
+ * a count of bytes), then the resolve, reject and promise of a send (or
+ * undefined for a frame). Writes complete in order, so one callback serves them all.
+ */
+class Flush {
+  readonly entries = new Fifo<unknown>()
+  /** Writes that are sends, with a promise: the maxBufferedAmount check counts them. */
+  sends = 0
+  /** Bytes this connection holds of the budget, shared frames counted in full. */
+  held = 0
+  readonly callback: (err?: Error | null) => void
+  constructor (callback: (err?: Error | null) => void) {
+    this.callback = callback
+  }
+}
 
 /**
  * One accepted WebSocket, the `socket` every hook receives: Tornado's handler
  * instance. It runs the hooks one at a time, in order, and answers keepalive.
  */
 export class WebSocketConnection implements KeepaliveMember {
+  // Every field costs each idle connection 8 bytes: what can be read from the
+  // route, the close details or a lazily created object is not kept here.
   [kKeepaliveDue] = 0
   readonly request: FastifyRequest
-  readonly log: FastifyBaseLogger
   readonly raw: WebSocket
-  readonly #socket: Writable
-  closeCode: number | undefined = undefined
-  closeReason: string | undefined = undefined
-  closedBy: ClosedBy | undefined = undefined
-  serverCloseCode: number | undefined = undefined
-  serverCloseReason: string | undefined = undefined
-
-  #route: RouteRuntime
-  #instance: FastifyInstance
-  #registry: Registry
-  #phase = Phase.Opening
-  // A hook (open or message) is running; inbound messages wait in #queue.
-  #busy = true
+  readonly #route: RouteRuntime
+  #flags = Flag.Busy
   // Waiting messages as pairs: data, isBinary.
-  #queue: Fifo<Buffer | boolean> | undefined = undefined
-  // Bytes of the messages received and not yet handled: those in #queue and
-  // the one an async hook is handling (#inHook of them).
-  #heldBytes = 0
-  #inHook = 0
-  #paused = false
-  #gone = false
-  #finished = false
-  // Set when the server closed the connection because of bad input or a failed
-  // hook: what is still queued is dropped rather than delivered.
-  #discard = false
-  #awaitingPong = false
-  // The promises of sends not yet flushed, as triples: resolve, reject, promise.
-  // Writes complete in order, so one callback serves them all.
-  #unflushed: Fifo<unknown> | undefined = undefined
-  #onFlushed: ((err?: Error | null) => void) | undefined = undefined
-  readonly #traffic: Traffic
-  readonly #logsLifecycle: boolean
+  // (Created with the first message that waits or goes to an async hook.)
+  #queue: Inbound | undefined = undefined
+  #flush: Flush | undefined = undefined
+  #messagesIn = 0
+  #messagesOut = 0
+  // ms since the keepalive epoch, and the socket's byte counts, at the 101 (small integers).
+  readonly #openedAt: number
+  readonly #bytesRead: number
+  readonly #bytesWritten: number
   readonly #bucket: TokenBucket | undefined
-  #closeDetails: CloseDetails | undefined = undefined
-  // The net socket is corked until the next tick: frames of this tick leave in one write.
-  #corked = false
+  // What the server sent in its close frame; once the connection is gone, the close details.
+  #close: ServerClose | CloseDetails | undefined = undefined
 
-  constructor (raw: WebSocket, socket: Writable, request: FastifyRequest, route: RouteRuntime, instance: FastifyInstance, registry: Registry) {
+  constructor (raw: WebSocket, socket: Writable, request: FastifyRequest, route: RouteRuntime) {
     this.raw = raw
-    this.#socket = socket
     this.request = request
-    this.log = request.log
     this.#route = route
-    this.#instance = instance
-    this.#registry = registry
     const wire = socket as WireCount
-    this.#traffic = { openedAt: Date.now(), messagesIn: 0, messagesOut: 0, bytesRead: wire.bytesRead ?? 0, bytesWritten: wire.bytesWritten ?? 0 }
-    this.#logsLifecycle = logsLifecycle(request)
+    this.#openedAt = keepaliveNow()
+    this.#bytesRead = wire.bytesRead ?? 0
+    this.#bytesWritten = wire.bytesWritten ?? 0
+    if (logsLifecycle(request)) this.#flags |= Flag.LogsLifecycle
     this.#bucket = route.options.rateLimit === undefined ? undefined : new TokenBucket(route.options.rateLimit)
     ;(raw as unknown as Tagged)[kConnection] = this
-    raw.on('message', WebSocketConnection.#receive)
     raw.on('close', WebSocketConnection.#closed)
-    raw.on('ping', WebSocketConnection.#pinged)
-    raw.on('pong', WebSocketConnection.#ponged)
     raw.on('error', WebSocketConnection.#errored)
+    // Messages, pings and pongs are taken from ws's receiver, by listeners
+    // that run ours, then ws's, in ws's place: the WebSocket keeps two
+    // listeners, as few as a bare ws app's (each one more makes its table of
+    // listeners grow). ws answers pings itself: a ping listener only for a hook.
+    const receiver = (raw as unknown as { _receiver: EventEmitter })._receiver
+    if (wsReceiver === undefined) wsReceiver = findReceiverListeners(receiver)
+    /* c8 ignore next 6 -- only for a ws whose receiver is not laid out as ws 8's */
+    if (wsReceiver === null) {
+      raw.on('message', WebSocketConnection.#receive)
+      raw.on('ping', WebSocketConnection.#pinged)
+      raw.on('pong', WebSocketConnection.#ponged)
+      return
+    }
+    replaceListener(receiver, 'message', WebSocketConnection.#receivedMessage)
     // ws closes a connection that breaks the protocol with the right code but
     // no reason; answering first gives the peer a reason it can show.
-    const receiver = (raw as unknown as { _receiver?: EventEmitter })._receiver
-    if (receiver !== undefined) {
-      ;(receiver as unknown as Tagged)[kConnection] = this
-      receiver.prependListener('error', WebSocketConnection.#brokeProtocol)
-    }
+    replaceListener(receiver, 'error', WebSocketConnection.#brokeProtocol)
+    if (route.handlers.ping !== undefined) replaceListener(receiver, 'ping', WebSocketConnection.#receivedPing)
+    if (route.keepalive !== undefined || route.handlers.pong !== undefined) replaceListener(receiver, 'pong', WebSocketConnection.#receivedPong)
   }
 
-  static #receive (this: WebSocket, data: Buffer, isBinary: boolean): void {
-    (this as unknown as Tagged)[kConnection].#onMessage(data, isBinary)
+  static #receivedMessage (this: EventEmitter, data: unknown, isBinary?: boolean): void {
+    connectionOf(this).#onMessage(data as Buffer, isBinary as boolean)
+    ;(wsReceiver as Record<ReceiverEvent, ReceiverListener>).message.call(this, data, isBinary)
+  }
+
+  static #receivedPing (this: EventEmitter, data: unknown): void {
+    // ws answers with a pong first.
+    ;(wsReceiver as Record<ReceiverEvent, ReceiverListener>).ping.call(this, data)
+    connectionOf(this).#onControl('ping', data as Buffer)
+  }
+
+  static #receivedPong (this: EventEmitter, data: unknown): void {
+    connectionOf(this).#onPong(data as Buffer)
+    ;(wsReceiver as Record<ReceiverEvent, ReceiverListener>).pong.call(this, data)
+  }
+
+  get [kKeepaliveClock] (): KeepaliveClock | undefined {
+    return this.#route.keepalive
+  }
+
+  get log (): FastifyBaseLogger {
+    return this.request.log
+  }
+
+  get closeCode (): number | undefined {
+    return (this.#flags & Flag.Gone) === 0 ? undefined : (this.#close as CloseDetails).peerCode
+  }
+
+  get closeReason (): string | undefined {
+    return (this.#flags & Flag.Gone) === 0 ? undefined : (this.#close as CloseDetails).peerReason
+  }
+
+  get closedBy (): ClosedBy | undefined {
+    return (this.#flags & Flag.Gone) === 0 ? undefined : (this.#close as CloseDetails).closedBy
+  }
+
+  get serverCloseCode (): number | undefined {
+    return this.#close?.serverCode
+  }
+
+  get serverCloseReason (): string | undefined {
+    return this.#close?.serverReason
   }
 
   static #closed (this: WebSocket, code: number, reason: Buffer): void {
     (this as unknown as Tagged)[kConnection].#onClose(code, reason)
+  }
+
+  /* c8 ignore start -- only for a ws whose receiver is not laid out as ws 8's */
+  static #receive (this: WebSocket, data: Buffer, isBinary: boolean): void {
+    (this as unknown as Tagged)[kConnection].#onMessage(data, isBinary)
   }
 
   static #pinged (this: WebSocket, data: Buffer): void {
@@ -177,14 +300,17 @@ export class WebSocketConnection implements KeepaliveMember {
   static #ponged (this: WebSocket, data: Buffer): void {
     (this as unknown as Tagged)[kConnection].#onPong(data)
   }
+  /* c8 ignore stop */
 
   static #errored (this: WebSocket, err: Error): void {
     (this as unknown as Tagged)[kConnection].log.debug({ err }, 'websocket error')
   }
 
-  static #brokeProtocol (this: EventEmitter, err: Error): void {
-    const code = statusCodeOf(err)
-    ;(this as unknown as Tagged)[kConnection].fail(code, code === CloseCode.MessageTooBig ? 'message too big' : err.message)
+  static #brokeProtocol (this: EventEmitter, err: unknown): void {
+    const error = err as Error
+    const code = statusCodeOf(error)
+    connectionOf(this).fail(code, code === CloseCode.MessageTooBig ? 'message too big' : error.message)
+    ;(wsReceiver as Record<ReceiverEvent, ReceiverListener>).error.call(this, err)
   }
 
   get protocol (): string {
@@ -201,13 +327,14 @@ export class WebSocketConnection implements KeepaliveMember {
 
   /** Runs the route handler (`open`); messages wait until it settles. */
   start (): void {
-    this.#registry.add(this)
-    this.#route.keepalive?.add(this)
-    if (this.#logsLifecycle) this.log.info('websocket opened')
+    const route = this.#route
+    route.registry.add(this)
+    route.keepalive?.add(this)
+    if ((this.#flags & Flag.LogsLifecycle) !== 0) this.log.info('websocket opened')
     if (openChannel.hasSubscribers) openChannel.publish({ socket: this, request: this.request })
     let result: unknown
     try {
-      result = callHook('open', this.#route.open, this.#instance, this, this.request)
+      result = callHook('open', route.open, route.instance, this, this.request)
     } catch (err) {
       this.#openFailed(err)
       return
@@ -226,7 +353,7 @@ export class WebSocketConnection implements KeepaliveMember {
     // cut it off rather than queue more. (Checked before queuing, so one large
     // message to a reader that keeps up is fine.) Each waiting message also
     // costs memory of its own, so it counts as at least MESSAGE_COST bytes.
-    const waiting = this.#unflushed === undefined ? 0 : this.#unflushed.length / 3
+    const waiting = this.#flush === undefined ? 0 : this.#flush.sends
     if (this.#overLimit(waiting)) throw new WebSocketClosedError(readyStates[raw.readyState])
     let payload: Payload
     let binary: boolean
@@ -244,7 +371,7 @@ export class WebSocketConnection implements KeepaliveMember {
       binary = options?.binary ?? false
     }
     const opts = binary ? BINARY : TEXT
-    this.#traffic.messagesOut++
+    this.#messagesOut++
     if (messageChannel.hasSubscribers) {
       const bytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength
       messageChannel.publish({ socket: this, direction: 'out', bytes, binary })
@@ -255,14 +382,19 @@ export class WebSocketConnection implements KeepaliveMember {
     const socket = this.#socket
     if (waiting === 0 && socket.writableLength === 0 && !this.#route.compression) {
       raw.send(payload, opts)
-      if (socket.writableLength === 0) return FLUSHED
+      const left = socket.writableLength
+      if (left === 0) return FLUSHED
       // The kernel took only part of it: an empty write behind it says when the rest is out.
-      const sent = this.#whenFlushed()
-      socket.write(EMPTY, this.#onFlushed)
+      const flush = this.#flushOf()
+      const sent = this.#whenFlushed(flush, left)
+      socket.write(EMPTY, flush.callback)
+      this.#route.budget.check()
       return sent
     }
-    const sent = this.#whenFlushed()
-    raw.send(payload, opts, this.#onFlushed)
+    const flush = this.#flushOf()
+    const sent = this.#whenFlushed(flush, typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength)
+    raw.send(payload, opts, flush.callback)
+    this.#route.budget.check()
     return sent
   }
 
@@ -270,9 +402,45 @@ export class WebSocketConnection implements KeepaliveMember {
     const raw = this.raw
     if (raw.bufferedAmount + waiting * MESSAGE_COST <= this.#route.options.maxBufferedAmount) return false
     this.log.warn({ bufferedAmount: raw.bufferedAmount, messages: waiting }, 'websocket peer is not reading; closing')
-    if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages: waiting })
+    if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages: waiting, limit: 'maxBufferedAmount' })
     this.fail(CloseCode.PolicyViolation, 'send buffer full')
     return true
+  }
+
+  /** Bytes this connection holds of the server's send budget (shared frames in full); only asked of members. */
+  get budgetHeld (): number {
+    return (this.#flush as Flush).held
+  }
+
+  /**
+   * Cut off by maxBufferedTotal: what it holds stops counting at once (nothing
+   * more is written to it, and its link is destroyed within closeTimeout).
+   */
+  cutForBudget (budget: SendBudget): void {
+    const raw = this.raw
+    const messages = (this.#flush as Flush).sends
+    this.log.warn({ bufferedAmount: raw.bufferedAmount, messages, bufferedTotal: budget.total, maxBufferedTotal: budget.max }, 'websocket send buffers over maxBufferedTotal; closing the connection holding the most')
+    if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages, limit: 'maxBufferedTotal' })
+    this.fail(CloseCode.PolicyViolation, 'send buffer full')
+    // (Closing already, at the peer's word: fail() left it as it was.)
+    this.#releaseBudget()
+  }
+
+  /**
+   * The server closed the connection: nothing more is written to it, and its
+   * link is destroyed within closeTimeout, so what it holds stops counting in
+   * the budget at once.
+   */
+  #releaseBudget (): void {
+    const flush = this.#flush
+    this.#flags |= Flag.Released
+    if (flush === undefined || flush.held === 0) return
+    const budget = this.#route.budget
+    flush.entries.forEach((entry, i) => {
+      if (i % 4 === 0) budget.release(entry as Buffer | number)
+    })
+    budget.leave(this)
+    flush.held = 0
   }
 
   /**
@@ -285,47 +453,101 @@ export class WebSocketConnection implements KeepaliveMember {
   sendFrame (frame: Buffer, text: string): void {
     const raw = this.raw
     if (raw.readyState !== WebSocket.OPEN) return
-    if (this.#overLimit(this.#unflushed === undefined ? 0 : this.#unflushed.length / 3)) return
-    this.#traffic.messagesOut++
+    if (this.#overLimit(this.#flush === undefined ? 0 : this.#flush.sends)) return
+    this.#messagesOut++
     if (messageChannel.hasSubscribers) messageChannel.publish({ socket: this, direction: 'out', bytes: Buffer.byteLength(text), binary: false })
-    const sender = (raw as unknown as { _sender: SenderState })._sender
-    if (raw.extensions !== '' || sender._state !== 0 || sender._queue.length > 0 || !sender._firstFragment) {
-      raw.send(text, TEXT)
-      return
-    }
     const socket = this.#socket
-    if (!this.#corked) {
-      this.#corked = true
+    let flags = this.#flags
+    if ((flags & Flag.Corked) === 0) {
+      // Bytes still waiting from before this tick: this reader is behind, and
+      // what it is sent now counts in the server's budget until it is flushed.
+      flags = this.#flags = raw.bufferedAmount > 0 || (this.#flush !== undefined && this.#flush.entries.length > 0)
+        ? flags | Flag.Corked | Flag.Behind
+        : (flags | Flag.Corked) & ~Flag.Behind
       socket.cork()
       process.nextTick(uncork, this)
     }
-    socket.write(frame)
+    const sender = (raw as unknown as { _sender: SenderState })._sender
+    if (raw.extensions !== '' || sender._state !== 0 || sender._queue.length > 0 || !sender._firstFragment) {
+      if ((flags & Flag.Behind) === 0) {
+        raw.send(text, TEXT)
+        return
+      }
+      const flush = this.#flushOf()
+      this.#hold(flush, Buffer.byteLength(text))
+      raw.send(text, TEXT, flush.callback)
+    } else if ((flags & Flag.Behind) === 0) {
+      socket.write(frame)
+      return
+    } else {
+      const flush = this.#flushOf()
+      this.#hold(flush, frame)
+      socket.write(frame, flush.callback)
+    }
+    this.#route.budget.check()
+  }
+
+  // ws's WebSocket keeps the net socket: not kept twice.
+  get #socket (): Writable {
+    return (this.raw as unknown as { _socket: Writable })._socket
   }
 
   static uncork (connection: WebSocketConnection): void {
-    connection.#corked = false
+    connection.#flags &= ~Flag.Corked
     connection.#socket.uncork()
   }
 
+  #flushOf (): Flush {
+    let flush = this.#flush
+    if (flush === undefined) flush = this.#flush = new Flush((err) => this.#flushed(err))
+    return flush
+  }
+
+  /** A write that holds bytes of the budget (a shared frame or a count), without a promise. */
+  #hold (flush: Flush, held: Buffer | number): void {
+    const entries = flush.entries
+    entries.push(held)
+    entries.push(undefined)
+    entries.push(undefined)
+    entries.push(undefined)
+    this.#count(flush, held)
+  }
+
+  #count (flush: Flush, held: Buffer | number): void {
+    // (Never after #releaseBudget: a connection the server closed is not written to.)
+    const budget = this.#route.budget
+    const bytes = budget.hold(held)
+    if (flush.held === 0) budget.join(this)
+    flush.held += bytes
+  }
+
   /** A promise settled by the next call of the flush callback not yet claimed. */
-  #whenFlushed (): Promise<void> {
+  #whenFlushed (flush: Flush, bytes: number): Promise<void> {
     const sent = new Promise<void>(capture)
-    let unflushed = this.#unflushed
-    if (unflushed === undefined) {
-      unflushed = this.#unflushed = new Fifo()
-      this.#onFlushed = (err) => this.#flushed(err)
-    }
-    unflushed.push(capturedResolve)
-    unflushed.push(capturedReject)
-    unflushed.push(sent)
+    const entries = flush.entries
+    entries.push(bytes)
+    entries.push(capturedResolve)
+    entries.push(capturedReject)
+    entries.push(sent)
+    flush.sends++
+    this.#count(flush, bytes)
     return sent
   }
 
   #flushed (err?: Error | null): void {
-    const unflushed = this.#unflushed as Fifo<unknown>
-    const resolve = unflushed.shift() as (value: void) => void
-    const reject = unflushed.shift() as (reason: unknown) => void
-    const sent = unflushed.shift() as Promise<void>
+    const flush = this.#flush as Flush
+    const entries = flush.entries
+    const held = entries.shift() as Buffer | number
+    const resolve = entries.shift() as ((value: void) => void) | undefined
+    const reject = entries.shift() as (reason: unknown) => void
+    const sent = entries.shift() as Promise<void>
+    if ((this.#flags & Flag.Released) === 0) {
+      const budget = this.#route.budget
+      flush.held -= budget.release(held)
+      if (flush.held === 0) budget.leave(this)
+    }
+    if (resolve === undefined) return
+    flush.sends--
     if (err === undefined || err === null) return resolve()
     // Nobody may be awaiting this send: a dead connection must not become an
     // unhandled rejection that takes the process down.
@@ -343,8 +565,8 @@ export class WebSocketConnection implements KeepaliveMember {
     const cut = reason === undefined ? undefined : truncateReason(reason)
     raw.close(code, cut)
     // ws validated the code; a close frame without one means 1005.
-    this.serverCloseCode = code ?? CloseCode.NoStatus
-    this.serverCloseReason = cut ?? ''
+    this.#close = { serverCode: code ?? CloseCode.NoStatus, serverReason: cut ?? '' }
+    this.#releaseBudget()
   }
 
   ping (data?: string | Buffer): void {
@@ -357,47 +579,47 @@ export class WebSocketConnection implements KeepaliveMember {
 
   /** Closes because of bad input or a failed hook; what is still queued is dropped. */
   fail (code: number, reason: string): void {
-    this.#discard = true
+    this.#flags |= Flag.Discard
     this.#queue = undefined
-    this.#heldBytes = 0
-    this.#inHook = 0
     // Read again, if paused, so that the peer's close frame arrives.
     this.#resume()
     this.close(code, reason)
   }
 
   #resume (): void {
-    if (this.#paused) {
-      this.#paused = false
+    if ((this.#flags & Flag.Paused) !== 0) {
+      this.#flags &= ~Flag.Paused
       this.raw.resume()
     }
   }
 
+  #pause (): void {
+    this.#flags |= Flag.Paused
+    this.raw.pause()
+  }
+
   #opened (): void {
-    this.#phase = Phase.Ready
+    this.#flags = (this.#flags & ~Flag.Phase) | Flag.Ready
     this.#drain()
   }
 
   #openFailed (err: unknown): void {
-    this.#phase = Phase.Failed
-    this.#busy = false
-    this.#discard = true
+    this.#flags = (this.#flags & ~(Flag.Phase | Flag.Busy)) | Flag.Failed | Flag.Discard
     this.#queue = undefined
-    this.#heldBytes = 0
-    this.#inHook = 0
     this.#reportError(err, true)
     this.#finishIfGone()
   }
 
   #onMessage (data: Buffer, isBinary: boolean): void {
-    if (this.#discard) return
+    const flags = this.#flags
+    if ((flags & Flag.Discard) !== 0) return
     // The client's heartbeat: an empty text message, never valid JSON, answered
     // at once, like a ping, however busy the hooks are.
     if (data.length === 0 && !isBinary && this.#route.options.heartbeat) {
       this.raw.send(EMPTY_TEXT)
       return
     }
-    this.#traffic.messagesIn++
+    this.#messagesIn++
     if (messageChannel.hasSubscribers) messageChannel.publish({ socket: this, direction: 'in', bytes: data.length, binary: isBinary })
     const bucket = this.#bucket
     if (bucket !== undefined && bucket.closes && !bucket.take(data.length)) {
@@ -406,33 +628,34 @@ export class WebSocketConnection implements KeepaliveMember {
     }
     // With action 'pause', tokens are taken when the message is delivered.
     let throttled = false
-    if (!this.#busy) {
+    if ((flags & Flag.Busy) === 0) {
       if (bucket === undefined || bucket.closes || bucket.take(data.length)) {
         this.#deliver(data, isBinary)
         return
       }
       throttled = true
     }
-    const queue = this.#queue ?? (this.#queue = new Fifo())
+    const queue = this.#queue ?? (this.#queue = new Inbound())
     queue.push(data)
     queue.push(isBinary)
-    this.#heldBytes += data.length
+    queue.held += data.length
     if (throttled) this.#rateLimited(bucket as TokenBucket, data.length)
     const options = this.#route.options
-    if (!this.#paused && (queue.length >= 2 * options.maxPendingMessages ||
-        this.#heldBytes >= (options.maxPendingBytes ?? options.maxMessageSize))) {
+    if ((this.#flags & Flag.Paused) === 0 && (queue.length >= 2 * options.maxPendingMessages ||
+        queue.held >= (options.maxPendingBytes ?? options.maxMessageSize))) {
       // Stop reading: TCP backpressure reaches the client until the queue drains.
-      this.#paused = true
-      this.raw.pause()
+      this.#pause()
     }
   }
 
   /** Delivers queued messages, one at a time, until a hook goes async or the queue is empty. */
   #drain (): void {
-    this.#busy = false
-    this.#heldBytes -= this.#inHook
-    this.#inHook = 0
+    this.#flags &= ~Flag.Busy
     let queue = this.#queue
+    if (queue !== undefined) {
+      queue.held -= queue.inHook
+      queue.inHook = 0
+    }
     while (queue !== undefined && queue.length > 0) {
       const bucket = this.#bucket
       if (bucket !== undefined && !bucket.closes && !bucket.take((queue.peek() as Buffer).length)) {
@@ -441,9 +664,9 @@ export class WebSocketConnection implements KeepaliveMember {
       }
       const data = queue.shift() as Buffer
       const isBinary = queue.shift() as boolean
-      this.#heldBytes -= data.length
+      queue.held -= data.length
       this.#deliver(data, isBinary)
-      if (this.#busy) return
+      if ((this.#flags & Flag.Busy) !== 0) return
       // A failure while dispatching drops the queue.
       queue = this.#queue
     }
@@ -454,9 +677,10 @@ export class WebSocketConnection implements KeepaliveMember {
   /** Dispatches one message; while an async hook handles it, its bytes count as held. */
   #deliver (data: Buffer, isBinary: boolean): void {
     this.#dispatch(data, isBinary)
-    if (this.#busy) {
-      this.#inHook = data.length
-      this.#heldBytes += data.length
+    if ((this.#flags & Flag.Busy) !== 0) {
+      const queue = this.#queue ?? (this.#queue = new Inbound())
+      queue.inHook = data.length
+      queue.held += data.length
     }
   }
 
@@ -472,11 +696,8 @@ export class WebSocketConnection implements KeepaliveMember {
       this.fail(CloseCode.PolicyViolation, 'rate limit exceeded')
       return
     }
-    this.#busy = true
-    if (!this.#paused) {
-      this.#paused = true
-      this.raw.pause()
-    }
+    this.#flags |= Flag.Busy
+    if ((this.#flags & Flag.Paused) === 0) this.#pause()
     setTimeout(() => this.#drain(), waitMs)
   }
 
@@ -522,13 +743,13 @@ export class WebSocketConnection implements KeepaliveMember {
   #runHook (name: HandlerName, hook: Handler, arg: unknown, extra?: unknown): void {
     let result: unknown
     try {
-      result = callHook(name, hook, this.#instance, this, arg, extra)
+      result = callHook(name, hook, this.#route.instance, this, arg, extra)
     } catch (err) {
       this.#reportError(err, false)
       return
     }
     if (isThenable(result)) {
-      this.#busy = true
+      this.#flags |= Flag.Busy
       result.then(() => this.#drain(), (err: unknown) => {
         this.#reportError(err, false)
         this.#drain()
@@ -542,7 +763,7 @@ export class WebSocketConnection implements KeepaliveMember {
     if (hook === undefined) return this.#defaultError(err)
     let result: unknown
     try {
-      result = callHook('error', hook, this.#instance, this, err)
+      result = callHook('error', hook, this.#route.instance, this, err)
     } catch (hookErr) {
       return this.#defaultError(hookErr)
     }
@@ -560,10 +781,10 @@ export class WebSocketConnection implements KeepaliveMember {
   #onControl (name: 'ping' | 'pong', data: Buffer): void {
     // ws has already answered a ping with a pong.
     const hook = this.#route.handlers[name]
-    if (hook === undefined || this.#phase === Phase.Failed) return
+    if (hook === undefined || (this.#flags & Flag.Phase) === Flag.Failed) return
     let result: unknown
     try {
-      result = callHook(name, hook, this.#instance, this, data)
+      result = callHook(name, hook, this.#route.instance, this, data)
     } catch (err) {
       this.#reportError(err, false)
       return
@@ -572,9 +793,9 @@ export class WebSocketConnection implements KeepaliveMember {
   }
 
   #onPong (data: Buffer): void {
-    if (this.#awaitingPong) {
-      this.#awaitingPong = false
-      this[kKeepaliveDue] = Date.now() + (this.#route.keepalive as KeepaliveClock).interval
+    if ((this.#flags & Flag.AwaitingPong) !== 0) {
+      this.#flags &= ~Flag.AwaitingPong
+      this[kKeepaliveDue] = keepaliveNow() + (this.#route.keepalive as KeepaliveClock).interval
     }
     this.#onControl('pong', data)
   }
@@ -584,12 +805,13 @@ export class WebSocketConnection implements KeepaliveMember {
     const raw = this.raw
     const clock = this.#route.keepalive as KeepaliveClock
     if (raw.readyState !== WebSocket.OPEN) return
-    if (this.#awaitingPong && !this.#paused) {
+    const flags = this.#flags
+    if ((flags & Flag.AwaitingPong) !== 0 && (flags & Flag.Paused) === 0) {
       this.close(CloseCode.Normal, 'ping timed out')
       return
     }
-    if (!this.#awaitingPong) {
-      this.#awaitingPong = true
+    if ((flags & Flag.AwaitingPong) === 0) {
+      this.#flags |= Flag.AwaitingPong
       raw.ping()
     }
     // While the socket is paused for backpressure the pong cannot be read yet:
@@ -598,14 +820,20 @@ export class WebSocketConnection implements KeepaliveMember {
   }
 
   #onClose (code: number, reason: Buffer): void {
-    this.#gone = true
-    this.closeCode = code
-    this.closeReason = reason.toString()
-    this.#route.keepalive?.delete(this)
-    this.#registry.closed(this)
-    const details = this.#closeDetails = closeDetails(code, this.closeReason, this.serverCloseCode, this.serverCloseReason, this.#traffic, this.#socket as WireCount)
-    this.closedBy = details.closedBy
-    if (this.#logsLifecycle) this.log.info(details, 'websocket closed')
+    this.#flags |= Flag.Gone
+    const route = this.#route
+    route.keepalive?.delete(this)
+    route.registry.closed(this)
+    const wire = this.#socket as WireCount
+    const server = this.#close as ServerClose | undefined
+    const details = this.#close = closeDetails(code, reason.toString(), server?.serverCode, server?.serverReason, {
+      durationMs: keepaliveNow() - this.#openedAt,
+      messagesIn: this.#messagesIn,
+      messagesOut: this.#messagesOut,
+      bytesIn: (wire.bytesRead ?? 0) - this.#bytesRead,
+      bytesOut: (wire.bytesWritten ?? 0) - this.#bytesWritten
+    })
+    if ((this.#flags & Flag.LogsLifecycle) !== 0) this.log.info(details, 'websocket closed')
     if (closeChannel.hasSubscribers) closeChannel.publish({ socket: this, ...details })
     this.#finishIfGone()
   }
@@ -615,10 +843,12 @@ export class WebSocketConnection implements KeepaliveMember {
    * message was handled; only if open completed (a pending open is awaited).
    */
   #finishIfGone (): void {
-    if (!this.#gone || this.#busy || this.#finished || this.#phase === Phase.Opening) return
-    this.#finished = true
-    const hook = this.#phase === Phase.Ready ? this.#route.handlers.close : undefined
-    const done = (): void => this.#registry.finished(this)
+    const flags = this.#flags
+    if ((flags & (Flag.Gone | Flag.Busy | Flag.Finished)) !== Flag.Gone || (flags & Flag.Phase) === Flag.Opening) return
+    this.#flags |= Flag.Finished
+    const route = this.#route
+    const hook = (flags & Flag.Phase) === Flag.Ready ? route.handlers.close : undefined
+    const done = (): void => route.registry.finished(this)
     if (hook === undefined) return done()
     const failed = (err: unknown): void => {
       this.log.error({ err }, 'websocket close hook failed')
@@ -626,7 +856,7 @@ export class WebSocketConnection implements KeepaliveMember {
     }
     let result: unknown
     try {
-      result = callHook('close', hook, this.#instance, this, this.closeCode, this.closeReason, this.#closeDetails)
+      result = callHook('close', hook, route.instance, this, this.closeCode, this.closeReason, this.#close)
     } catch (err) {
       return failed(err)
     }

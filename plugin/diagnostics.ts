@@ -12,8 +12,9 @@ import { channel, tracingChannel } from 'node:diagnostics_channel'
  *   a data message was received or handed to the network.
  * - `fastify-typed-websocket:publish` `{ topic, key, offset, subscribers }`: a topic message
  *   was accepted by the broker and delivered to this node's subscribers.
- * - `fastify-typed-websocket:drop` `{ socket, bufferedAmount, messages }`: a reader too slow
- *   for `maxBufferedAmount` is cut off (1008 `send buffer full`).
+ * - `fastify-typed-websocket:drop` `{ socket, bufferedAmount, messages, limit }`: a reader too
+ *   slow is cut off (1008 `send buffer full`); `limit` is `'maxBufferedAmount'` (its own
+ *   queue) or `'maxBufferedTotal'` (the server's queues in all, it held the most).
  * - `fastify-typed-websocket:invalid-message` `{ socket, error, raw }`: text that is not JSON
  *   or fails `inbound`.
  * - `fastify-typed-websocket:rate-limit` `{ socket, action, waitMs }`: a message found the

@@ -19,6 +19,12 @@ export class Fifo<T> {
     return this.#items[this.#head] as T
   }
 
+  /** Calls `fn` with every item, oldest first, and its position (0 for the oldest). */
+  forEach (fn: (item: T, index: number) => void): void {
+    const items = this.#items
+    for (let i = this.#head; i < items.length; i++) fn(items[i] as T, i - this.#head)
+  }
+
   /** The oldest item; the queue must not be empty. */
   shift (): T {
     const items = this.#items

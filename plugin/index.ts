@@ -6,7 +6,8 @@ import { FST_WS_INVALID_OPTION, WebSocketClosedError } from './errors'
 import { MemoryBroker } from './memory-broker'
 import { KeepaliveClocks } from './keepalive'
 import { injectWS, type InjectWSOptions } from './inject'
-import { resolvePluginOptions } from './options'
+import { resolveMaxBufferedTotal, resolvePluginOptions } from './options'
+import { SendBudget } from './budget'
 import { ClientRegistry } from './registry'
 import { compileRoutes, ConnectionCount, createRouteHook, type PluginState } from './route'
 import { TopicNode, type TopicOptions } from './topics'
@@ -14,24 +15,28 @@ import { createUpgradeListener } from './upgrade'
 
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
   // Fastify passes its own register options (prefix, logLevel...) along with ours.
-  const { prefix: _prefix, logLevel: _logLevel, logSerializers: _logSerializers, broker = new MemoryBroker(), ...ours } = opts
+  const { prefix: _prefix, logLevel: _logLevel, logSerializers: _logSerializers, broker = new MemoryBroker(), maxBufferedTotal, ...ours } = opts
   let options
+  let budget
   try {
+    budget = new SendBudget(resolveMaxBufferedTotal(maxBufferedTotal))
     options = resolvePluginOptions(ours)
     checkBroker(broker)
   } catch (err) {
     return done(err as Error)
   }
   const topics = new TopicNode(broker as Broker)
+  const registry = new ClientRegistry()
   const state: PluginState = {
     options,
-    registry: new ClientRegistry(),
+    registry,
     closing: false,
     routes: [],
     openHandlers: new WeakSet(),
     maxCloseTimeout: 0,
-    keepalive: new KeepaliveClocks(),
-    connections: new ConnectionCount(options.maxConnections)
+    keepalive: new KeepaliveClocks(registry.open),
+    connections: new ConnectionCount(options.maxConnections),
+    budget
   }
   state.maxCloseTimeout = state.options.closeTimeout
 

@@ -7,17 +7,17 @@ export type { ClosedBy, CloseDetails } from '../types'
 /** Bytes a socket has read and written so far; 0 for streams that do not count. */
 export interface WireCount { bytesRead?: number, bytesWritten?: number }
 
+/** What a connection counted while it was open. */
 export interface Traffic {
-  openedAt: number
+  durationMs: number
   messagesIn: number
   messagesOut: number
-  bytesRead: number
-  bytesWritten: number
+  bytesIn: number
+  bytesOut: number
 }
 
 export function closeDetails (
-  peerCode: number, peerReason: string, serverCode: number | undefined, serverReason: string | undefined,
-  traffic: Traffic, wire: WireCount
+  peerCode: number, peerReason: string, serverCode: number | undefined, serverReason: string | undefined, traffic: Traffic
 ): CloseDetails {
   const closedBy: ClosedBy = serverCode !== undefined ? 'server' : peerCode === CloseCode.Abnormal ? 'network' : 'client'
   return {
@@ -28,11 +28,11 @@ export function closeDetails (
     serverReason,
     peerCode,
     peerReason,
-    durationMs: Date.now() - traffic.openedAt,
+    durationMs: traffic.durationMs,
     messagesIn: traffic.messagesIn,
     messagesOut: traffic.messagesOut,
-    bytesIn: (wire.bytesRead ?? 0) - traffic.bytesRead,
-    bytesOut: (wire.bytesWritten ?? 0) - traffic.bytesWritten
+    bytesIn: traffic.bytesIn,
+    bytesOut: traffic.bytesOut
   }
 }
 

@@ -112,6 +112,15 @@ function checkOption (where: string, name: string, value: unknown): void {
   }
 }
 
+/** The default of the plugin's maxBufferedTotal: 512 MiB. */
+export const DEFAULT_MAX_BUFFERED_TOTAL = 512 * 1024 * 1024
+
+/** Checks the plugin's maxBufferedTotal (a plugin option only: it bounds the whole server). */
+export function resolveMaxBufferedTotal (value: unknown, where = 'fastify-typed-websocket options'): number {
+  if (value === undefined) return DEFAULT_MAX_BUFFERED_TOTAL
+  return checkCount(where, 'maxBufferedTotal', value, 1)
+}
+
 const rateLimitKeys = new Set(['messages', 'bytes', 'interval', 'action'])
 
 function checkRateLimit (where: string, value: unknown): void {
@@ -150,6 +159,7 @@ function mergeOptions (base: ConnectionOptions, input: Input, where: string, kno
   for (const name of Object.keys(input)) {
     const value = input[name]
     if (value === undefined) continue
+    if (name === 'maxBufferedTotal') fail(where, 'maxBufferedTotal is an option of the plugin, for the whole server, not of a route')
     if (!known.has(name)) fail(where, `unknown option "${name}"`)
     checkOption(where, name, value)
     if (name === 'rateLimit') {

@@ -6,10 +6,11 @@ import type { Registry, WebSocketConnection } from './connection'
  * shutdown: close them all with 1001 and wait until their close hooks have run.
  */
 export class ClientRegistry implements Registry {
-  // Open right now: what users see.
+  // Open right now: what users see, and what the keepalive clocks go through.
   readonly #open = new Set<WebSocketConnection>()
-  // Accepted and not finished: the close hook (if any) has not completed yet.
-  readonly #unfinished = new Set<WebSocketConnection>()
+  // Closed and not finished: the close hook (if any) has not completed yet.
+  // (Accepted and not finished: these and the open ones; one set entry per idle connection.)
+  readonly #closing = new Set<WebSocketConnection>()
   readonly view: ReadonlySet<WebSocketConnection>
   #idle: (() => void) | undefined = undefined
 
@@ -30,18 +31,23 @@ export class ClientRegistry implements Registry {
     this.view = view
   }
 
+  /** The open sockets. */
+  get open (): ReadonlySet<WebSocketConnection> {
+    return this.#open
+  }
+
   add (socket: WebSocketConnection): void {
     this.#open.add(socket)
-    this.#unfinished.add(socket)
   }
 
   closed (socket: WebSocketConnection): void {
     this.#open.delete(socket)
+    this.#closing.add(socket)
   }
 
   finished (socket: WebSocketConnection): void {
-    this.#unfinished.delete(socket)
-    if (this.#idle !== undefined && this.#unfinished.size === 0) this.#idle()
+    this.#closing.delete(socket)
+    if (this.#idle !== undefined && this.#closing.size === 0 && this.#open.size === 0) this.#idle()
   }
 
   /**
@@ -53,7 +59,7 @@ export class ClientRegistry implements Registry {
   shutdown (timeout: number): Promise<void> {
     return new Promise(resolve => {
       let timer = setTimeout(() => {
-        for (const socket of this.#unfinished) socket.raw.terminate()
+        for (const socket of [...this.#open, ...this.#closing]) socket.raw.terminate()
         timer = setTimeout(finish, timeout)
       }, timeout)
       const finish = (): void => {
@@ -61,7 +67,7 @@ export class ClientRegistry implements Registry {
         this.#idle = undefined
         resolve()
       }
-      if (this.#unfinished.size === 0) return finish()
+      if (this.#open.size === 0 && this.#closing.size === 0) return finish()
       this.#idle = finish
       for (const socket of this.#open) socket.close(CloseCode.GoingAway, 'server shutting down')
     })

@@ -1,7 +1,8 @@
 import { validateHeaderName, validateHeaderValue } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type Ajv from 'ajv'
-import { WebSocketServer } from 'ws'
+import type { Duplex } from 'node:stream'
+import { type WebSocket, WebSocketServer } from 'ws'
 import { compileCodec, createAjv } from './codec'
 import { WebSocketConnection, type RouteRuntime } from './connection'
 import { FST_WS_INVALID_OPTION, FST_WS_NO_UPGRADE_SOCKET, FST_WS_NOT_GET, FST_WS_SUBPROTOCOL_NOT_OFFERED } from './errors'
@@ -12,7 +13,8 @@ import {
 import { resolveRouteOptions, type ConnectionOptions, type Handler, type SubprotocolSelector } from './options'
 import type { KeepaliveClocks } from './keepalive'
 import type { ClientRegistry } from './registry'
-import { kUpgrade, type UpgradeRequest } from './upgrade'
+import type { SendBudget } from './budget'
+import { destroyOnError, pendingUpgrades } from './upgrade'
 
 /** What the plugin shares between its hooks. */
 export interface PluginState {
@@ -28,6 +30,8 @@ export interface PluginState {
   keepalive: KeepaliveClocks
   /** Connections open on every route, for the plugin's maxConnections. */
   connections: ConnectionCount
+  /** Bytes queued to slow readers on every route, for maxBufferedTotal. */
+  budget: SendBudget
 }
 
 /** Open connections, counted from the 101 to ws's 'close' (emitted exactly once). */
@@ -63,14 +67,16 @@ export interface WebSocketRoute {
 // What a refused upgrade over maxConnections suggests before trying again.
 const RETRY_AFTER_SECONDS = '5'
 
-const kAccept = Symbol('fastify-typed-websocket.accept')
-
 interface Accept {
   protocol: string | undefined
   headers: string[]
 }
 
-type AcceptingRequest = UpgradeRequest & { [kAccept]?: Accept }
+// What the 101 being written needs: ws calls handleProtocols and emits
+// 'headers' synchronously within handleUpgrade, so it travels beside the
+// request rather than on it (a field added to the IncomingMessage would stay
+// with `socket.request.raw` for the connection's life).
+let accepting: Accept | undefined
 
 // Headers that the handshake itself owns; a hook's value would break the 101.
 const handshakeHeaders = new Set([
@@ -172,11 +178,10 @@ export function compileRoutes (state: PluginState): void {
       // ws destroys the TCP link when the peer does not answer a close in time
       // (an option @types/ws does not list yet).
       ...{ closeTimeout: options.closeTimeout },
-      handleProtocols: (_offered, req: AcceptingRequest) => req[kAccept]?.protocol ?? false
+      handleProtocols: () => accepting?.protocol ?? false
     })
-    wss.on('headers', (lines: string[], req: AcceptingRequest) => {
-      const accept = req[kAccept] as Accept
-      for (const line of accept.headers) lines.push(line)
+    wss.on('headers', (lines: string[]) => {
+      for (const line of (accepting as Accept).headers) lines.push(line)
     })
     route.compiled = {
       options,
@@ -187,6 +192,9 @@ export function compileRoutes (state: PluginState): void {
       handlers: settings.handlers,
       keepalive: state.keepalive.get(options.pingInterval, options.pingTimeout),
       compression: options.compression !== false,
+      instance: route.instance,
+      registry: state.registry,
+      budget: state.budget,
       wss,
       checkOrigin: compileOriginCheck(options.checkOrigin),
       subprotocols: options.subprotocols,
@@ -214,17 +222,17 @@ function createHandshake (state: PluginState, route: WebSocketRoute) {
     const refusal = checkUpgrade(request.raw.method as string, headers)
     if (refusal !== undefined) return refuse(reply, refusal)
     const origin = requestOrigin(headers)
-    if (origin === undefined) return checkHeaders(this, state, compiled, request, reply)
+    if (origin === undefined) return checkHeaders(state, compiled, request, reply)
     const allowed = compiled.checkOrigin(origin, headers.host, request)
     if (isThenable(allowed)) {
-      return allowed.then((ok) => ok ? checkHeaders(this, state, compiled, request, reply) : refuse(reply, refusals.origin))
+      return allowed.then((ok) => ok ? checkHeaders(state, compiled, request, reply) : refuse(reply, refusals.origin))
     }
-    return allowed ? checkHeaders(this, state, compiled, request, reply) : refuse(reply, refusals.origin)
+    return allowed ? checkHeaders(state, compiled, request, reply) : refuse(reply, refusals.origin)
   }
 }
 
 /** After the origin: version and key, then the subprotocol. */
-function checkHeaders (instance: FastifyInstance, state: PluginState, compiled: CompiledRoute, request: FastifyRequest, reply: FastifyReply): PromiseLike<void> | undefined {
+function checkHeaders (state: PluginState, compiled: CompiledRoute, request: FastifyRequest, reply: FastifyReply): PromiseLike<void> | undefined {
   const headers = request.raw.headers
   const badHeaders = checkVersionAndKey(headers)
   if (badHeaders !== undefined) return refuse(reply, badHeaders)
@@ -233,12 +241,12 @@ function checkHeaders (instance: FastifyInstance, state: PluginState, compiled: 
   if (compiled.selectSubprotocol !== undefined) {
     const selected = compiled.selectSubprotocol([...offered], request)
     if (isThenable(selected)) {
-      return selected.then((protocol) => accept(instance, state, compiled, request, reply, chosen(protocol, offered)))
+      return selected.then((protocol) => accept(state, compiled, request, reply, chosen(protocol, offered)))
     }
-    return accept(instance, state, compiled, request, reply, chosen(selected, offered))
+    return accept(state, compiled, request, reply, chosen(selected, offered))
   }
   const protocol = compiled.subprotocols === undefined ? undefined : preferredSubprotocol(compiled.subprotocols, offered)
-  return accept(instance, state, compiled, request, reply, protocol)
+  return accept(state, compiled, request, reply, protocol)
 }
 
 function chosen (selected: string | false | null | undefined, offered: readonly string[]): string | undefined {
@@ -248,7 +256,7 @@ function chosen (selected: string | false | null | undefined, offered: readonly 
 }
 
 /** Sends the 101 and hands the connection to a WebSocketConnection. */
-function accept (instance: FastifyInstance, state: PluginState, compiled: CompiledRoute, request: FastifyRequest, reply: FastifyReply, protocol: string | undefined): undefined {
+function accept (state: PluginState, compiled: CompiledRoute, request: FastifyRequest, reply: FastifyReply, protocol: string | undefined): undefined {
   if (state.closing) {
     reply.code(503).header('connection', 'close').send({ error: 'Service Unavailable', message: 'Service Unavailable', statusCode: 503 })
     return undefined
@@ -260,25 +268,36 @@ function accept (instance: FastifyInstance, state: PluginState, compiled: Compil
       .send({ error: 'Service Unavailable', message: 'Too many connections', statusCode: 503 })
     return undefined
   }
-  const raw = request.raw as AcceptingRequest
-  const upgrade = raw[kUpgrade]
+  const raw = request.raw
+  const upgrade = pendingUpgrades.get(raw)
   if (upgrade === undefined) throw new FST_WS_NO_UPGRADE_SOCKET()
-  raw[kAccept] = { protocol, headers: hookHeaders(reply) }
+  pendingUpgrades.delete(raw)
+  const headers = hookHeaders(reply)
   reply.hijack()
   upgrade.response.detachSocket(upgrade.socket as never)
-  compiled.wss.handleUpgrade(raw, upgrade.socket, upgrade.head, (ws) => {
-    raw[kAccept] = undefined
-    raw[kUpgrade] = undefined
-    // The callback runs within handleUpgrade: a handshake ws aborts is never counted.
-    if (total.max !== Infinity || onRoute.max !== Infinity) {
-      total.count++
-      onRoute.count++
-      ws.once('close', () => {
-        total.count--
-        onRoute.count--
-      })
-    }
-    new WebSocketConnection(ws, upgrade.socket, request, compiled, instance, state.registry).start()
-  })
+  accepting = { protocol, headers }
+  try {
+    compiled.wss.handleUpgrade(raw, upgrade.socket, upgrade.head, (ws) => opened(state, compiled, request, upgrade.socket, ws))
+  } finally {
+    accepting = undefined
+  }
   return undefined
+}
+
+/** ws has written the 101: the connection starts. */
+function opened (state: PluginState, compiled: CompiledRoute, request: FastifyRequest, socket: Duplex, ws: WebSocket): void {
+  // ws has its own error listener on the socket now.
+  socket.removeListener('error', destroyOnError)
+  const total = state.connections
+  const onRoute = compiled.connections
+  // This runs within handleUpgrade: a handshake ws aborts is never counted.
+  if (total.max !== Infinity || onRoute.max !== Infinity) {
+    total.count++
+    onRoute.count++
+    ws.once('close', () => {
+      total.count--
+      onRoute.count--
+    })
+  }
+  new WebSocketConnection(ws, socket, request, compiled).start()
 }

@@ -258,6 +258,12 @@ declare namespace fastifyTypedWebsocket {
   export interface FastifyTypedWebsocketOptions extends WebSocketOptions {
     /** Where topics publish and subscribe. Default: an in-memory broker, one process. */
     broker?: Broker
+    /**
+     * Bytes queued, on the whole server, to readers that do not keep up (a frame shared by
+     * many sockets, a topic's message, counts once). Past it, the connections holding the most
+     * are closed with 1008 `send buffer full` first. A plugin option only. Default 512 MiB.
+     */
+    maxBufferedTotal?: number
   }
 
   export type Broker = import('./broker').Broker
