@@ -6,6 +6,9 @@
  *   npm run build && node bench/fanout.js      full run (several minutes)
  *   node bench/fanout.js --quick               small counts, a few seconds (smoke test)
  *   node bench/fanout.js --only local|slow     one part
+ *   node bench/fanout.js --only local --systems typed,ws-loop --subscribers 1000 --cases a --rounds 1 --profile DIR
+ *                                              some peers, counts and cases; --profile writes each server's
+ *                                              CPU profile (node --cpu-prof) into DIR
  *
  * Servers (bench/servers/fanout.js) run one at a time, pinned to core 0
  * (`taskset -c 0`); this process is the load, pinned to core 1, with one `ws`
@@ -56,7 +59,7 @@ const FULL = {
   rounds: 3,
   local: [
     { subscribers: 1000, single: 300, bursts: 10 },
-    { subscribers: 10000, single: 50, bursts: 2 }
+    { subscribers: 10000, single: 30, bursts: 1 }
   ],
   slow: { subscribers: 1000, slow: 100, size: 4096, messages: 2400, batch: 20, maxBuffered: 2 * 1024 * 1024, checkpoints: 12 }
 }
@@ -77,11 +80,21 @@ const SIZE = 100
 const TARGETS = { single: 0.80, burst: 0.15, socketio: 0.5 }
 
 const quick = process.argv.includes('--quick')
-const roundsAt = process.argv.indexOf('--rounds')
-const onlyAt = process.argv.indexOf('--only')
-const only = onlyAt === -1 ? ['local', 'slow'] : process.argv[onlyAt + 1].split(',')
+function option (name) {
+  const at = process.argv.indexOf(name)
+  return at === -1 ? undefined : process.argv[at + 1]
+}
+const only = (option('--only') ?? 'local,slow').split(',')
 const config = quick ? QUICK : FULL
-if (roundsAt !== -1) config.rounds = Number(process.argv[roundsAt + 1])
+if (option('--rounds') !== undefined) config.rounds = Number(option('--rounds'))
+if (option('--subscribers') !== undefined) {
+  const counts = option('--subscribers').split(',').map(Number)
+  config.local = config.local.filter(c => counts.includes(c.subscribers))
+}
+const systems = option('--systems')
+if (systems !== undefined) SYSTEMS.splice(0, SYSTEMS.length, ...SYSTEMS.filter(s => systems.split(',').includes(s.key)))
+const profile = option('--profile')
+const cases = (option('--cases') ?? 'a,b').split(',')
 const pin = spawnSync('taskset', ['-c', '0', 'true']).status === 0
 const children = new Set()
 
@@ -108,7 +121,7 @@ class Server {
     this.system = system
     this.pending = new Map()
     this.nextId = 1
-    const argv = ['--expose-gc', path.join(__dirname, 'servers', 'fanout.js'), '--system', system, ...args]
+    const argv = ['--expose-gc', ...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.resolve(profile)]), path.join(__dirname, 'servers', 'fanout.js'), '--system', system, ...args]
     this.proc = pin
       ? spawn('taskset', ['-c', '0', process.execPath, ...argv], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
       : spawn(process.execPath, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -295,7 +308,8 @@ async function localRun (system, cfg) {
     await subs.connect(port, cfg.subscribers)
     await waitForSubscribers(server, cfg.subscribers)
     let seq = 0
-    const timeout = 60000
+    // Generous: the load generator, on one core, reads every message of every subscriber.
+    const timeout = Math.max(60000, cfg.subscribers * BURST * 0.1)
     const single = async (count) => {
       for (let i = 0; i < count; i++) {
         server.publish(seq, 1, SIZE)
@@ -312,19 +326,25 @@ async function localRun (system, cfg) {
     }
     // Warm-up: the JIT, and every buffer and queue at its working size.
     await single(Math.ceil(cfg.single / 5))
-    await bursts(1)
-    await server.stats({ gc: true })
-    const a0 = await server.stats()
-    await single(cfg.single)
-    const a1 = await server.stats()
-    await server.stats({ gc: true })
-    const b0 = await server.stats()
-    await bursts(cfg.bursts)
-    const b1 = await server.stats()
+    if (cases.includes('b')) await bursts(1)
+    let singleCpu = NaN
+    let burstCpu = NaN
+    if (cases.includes('a')) {
+      await server.stats({ gc: true })
+      const a0 = await server.stats()
+      await single(cfg.single)
+      singleCpu = (cpu(await server.stats()) - cpu(a0)) / (cfg.single * cfg.subscribers)
+    }
+    if (cases.includes('b')) {
+      await server.stats({ gc: true })
+      const b0 = await server.stats()
+      await bursts(cfg.bursts)
+      burstCpu = (cpu(await server.stats()) - cpu(b0)) / (cfg.bursts * BURST * cfg.subscribers)
+    }
     subs.check()
     return {
-      single: (cpu(a1) - cpu(a0)) / (cfg.single * cfg.subscribers),
-      burst: (cpu(b1) - cpu(b0)) / (cfg.bursts * BURST * cfg.subscribers),
+      single: singleCpu,
+      burst: burstCpu,
       delivered: seq * cfg.subscribers
     }
   } finally {
@@ -353,6 +373,7 @@ async function local () {
 function paired (samples, key, base, field) {
   const a = samples[key]
   const b = samples[base]
+  if (a === undefined || b === undefined || a.length === 0 || b.length === 0) return NaN
   return median(a.map((s, i) => s[field] / b[i][field]))
 }
 
