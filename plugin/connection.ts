@@ -53,8 +53,21 @@ const MESSAGE_COST = 512
 // compressing or reading a Blob), its queue, and whether a fragmented message is under way.
 interface SenderState { _state: number, _queue: unknown[], _firstFragment: boolean }
 
-function uncork (connection: WebSocketConnection): void {
-  WebSocketConnection.uncork(connection)
+// sendFrame's ticks: the first frame of a tick for a socket is written at once
+// (one write, as a lone message needs anyway); the socket is corked for any
+// further frames of the same tick, and every corked socket is uncorked in one
+// callback at the end of the tick, so that a burst leaves in one more write.
+let frameTick = 1
+let tickScheduled = false
+let corkedConnections: WebSocketConnection[] = []
+
+function endFrameTick (): void {
+  frameTick++
+  tickScheduled = false
+  const corked = corkedConnections
+  if (corked.length === 0) return
+  corkedConnections = []
+  for (let i = 0; i < corked.length; i++) WebSocketConnection.uncork(corked[i])
 }
 
 type Payload = string | Buffer | ArrayBufferView | ArrayBuffer
@@ -132,8 +145,10 @@ export class WebSocketConnection implements KeepaliveMember {
   readonly #logsLifecycle: boolean
   readonly #bucket: TokenBucket | undefined
   #closeDetails: CloseDetails | undefined = undefined
-  // The net socket is corked until the next tick: frames of this tick leave in one write.
+  // The net socket is corked until the end of the tick: further frames of this tick leave in one write.
   #corked = false
+  // The tick (frameTick) of the last frame written by sendFrame.
+  #frameTick = 0
 
   constructor (raw: WebSocket, socket: Writable, request: FastifyRequest, route: RouteRuntime, instance: FastifyInstance, registry: Registry) {
     this.raw = raw
@@ -293,10 +308,16 @@ export class WebSocketConnection implements KeepaliveMember {
       return
     }
     const socket = this.#socket
-    if (!this.#corked) {
+    if (this.#frameTick !== frameTick) {
+      this.#frameTick = frameTick
+      if (!tickScheduled) {
+        tickScheduled = true
+        process.nextTick(endFrameTick)
+      }
+    } else if (!this.#corked) {
       this.#corked = true
       socket.cork()
-      process.nextTick(uncork, this)
+      corkedConnections.push(this)
     }
     socket.write(frame)
   }
