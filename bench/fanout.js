@@ -58,7 +58,7 @@ const FULL = {
   timeoutMs: 30 * 60 * 1000,
   rounds: 3,
   local: [
-    { subscribers: 1000, single: 300, bursts: 10 },
+    { subscribers: 1000, single: 200, bursts: 5 },
     { subscribers: 10000, single: 30, bursts: 1 }
   ],
   slow: { subscribers: 1000, slow: 100, size: 4096, messages: 2400, batch: 20, maxBuffered: 2 * 1024 * 1024, checkpoints: 12 }
