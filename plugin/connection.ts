@@ -59,8 +59,22 @@ const MESSAGE_COST = 512
 // compressing or reading a Blob), its queue, and whether a fragmented message is under way.
 interface SenderState { _state: number, _queue: unknown[], _firstFragment: boolean }
 
-function uncork (connection: WebSocketConnection): void {
-  WebSocketConnection.uncork(connection)
+// sendFrame's ticks: the first frame of a tick for a socket is written at once
+// (one write, as a lone message needs anyway); the socket is corked for any
+// further frames of the same tick, and every corked socket is uncorked in one
+// callback at the end of the tick, so that a burst leaves in one more write.
+let frameTick = 1
+let tickScheduled = false
+let corkedConnections: WebSocketConnection[] = []
+
+function endFrameTick (): void {
+  // Stays a small integer (a wrap to 0 only corks a fresh socket's first frame).
+  frameTick = (frameTick + 1) & 0x3fffffff
+  tickScheduled = false
+  const corked = corkedConnections
+  if (corked.length === 0) return
+  corkedConnections = []
+  for (let i = 0; i < corked.length; i++) WebSocketConnection.uncork(corked[i])
 }
 
 type Payload = string | Buffer | ArrayBufferView | ArrayBuffer
@@ -140,7 +154,7 @@ const enum Flag {
   // hook: what is still queued is dropped rather than delivered.
   Discard = 1 << 6,
   AwaitingPong = 1 << 7,
-  // The net socket is corked until the next tick: frames of this tick leave in one write.
+  // The net socket is corked until the end of the tick: further frames of this tick leave in one write.
   Corked = 1 << 8,
   // The socket held bytes when this tick's frames began: they count in the budget.
   Behind = 1 << 9,
@@ -205,6 +219,8 @@ export class WebSocketConnection implements KeepaliveMember {
   readonly #bucket: TokenBucket | undefined
   // What the server sent in its close frame; once the connection is gone, the close details.
   #close: ServerClose | CloseDetails | undefined = undefined
+  // The tick (frameTick) of the last frame written by sendFrame.
+  #frameTick = 0
 
   constructor (raw: WebSocket, socket: Writable, request: FastifyRequest, route: RouteRuntime) {
     this.raw = raw
@@ -458,14 +474,22 @@ export class WebSocketConnection implements KeepaliveMember {
     if (messageChannel.hasSubscribers) messageChannel.publish({ socket: this, direction: 'out', bytes: Buffer.byteLength(text), binary: false })
     const socket = this.#socket
     let flags = this.#flags
-    if ((flags & Flag.Corked) === 0) {
-      // Bytes still waiting from before this tick: this reader is behind, and
-      // what it is sent now counts in the server's budget until it is flushed.
+    if (this.#frameTick !== frameTick) {
+      // The first frame of this tick for this socket: written at once. Bytes
+      // still waiting from before: this reader is behind, and what it is sent
+      // now counts in the server's budget until it is flushed.
+      this.#frameTick = frameTick
+      if (!tickScheduled) {
+        tickScheduled = true
+        process.nextTick(endFrameTick)
+      }
       flags = this.#flags = raw.bufferedAmount > 0 || (this.#flush !== undefined && this.#flush.entries.length > 0)
-        ? flags | Flag.Corked | Flag.Behind
-        : (flags | Flag.Corked) & ~Flag.Behind
+        ? flags | Flag.Behind
+        : flags & ~Flag.Behind
+    } else if ((flags & Flag.Corked) === 0) {
+      flags = this.#flags = flags | Flag.Corked
       socket.cork()
-      process.nextTick(uncork, this)
+      corkedConnections.push(this)
     }
     const sender = (raw as unknown as { _sender: SenderState })._sender
     if (raw.extensions !== '' || sender._state !== 0 || sender._queue.length > 0 || !sender._firstFragment) {
