@@ -120,7 +120,6 @@ function findReceiverListeners (receiver: EventEmitter): Record<ReceiverEvent, R
   const found: Partial<Record<ReceiverEvent, ReceiverListener>> = {}
   for (const name of receiverEvents) {
     const listeners = receiver.listeners(name)
-    /* c8 ignore next */
     if (listeners.length !== 1 || key === undefined) return null
     found[name] = listeners[0] as ReceiverListener
   }
@@ -241,7 +240,7 @@ export class WebSocketConnection implements KeepaliveMember {
     // listeners grow). ws answers pings itself: a ping listener only for a hook.
     const receiver = (raw as unknown as { _receiver: EventEmitter })._receiver
     if (wsReceiver === undefined) wsReceiver = findReceiverListeners(receiver)
-    /* c8 ignore next 6 -- only for a ws whose receiver is not laid out as ws 8's */
+    // A ws whose receiver is not laid out as ws 8's: the WebSocket's own events.
     if (wsReceiver === null) {
       raw.on('message', WebSocketConnection.#receive)
       raw.on('ping', WebSocketConnection.#pinged)
@@ -304,7 +303,7 @@ export class WebSocketConnection implements KeepaliveMember {
     (this as unknown as Tagged)[kConnection].#onClose(code, reason)
   }
 
-  /* c8 ignore start -- only for a ws whose receiver is not laid out as ws 8's */
+  // For a ws whose receiver is not laid out as ws 8's.
   static #receive (this: WebSocket, data: Buffer, isBinary: boolean): void {
     (this as unknown as Tagged)[kConnection].#onMessage(data, isBinary)
   }
@@ -316,7 +315,6 @@ export class WebSocketConnection implements KeepaliveMember {
   static #ponged (this: WebSocket, data: Buffer): void {
     (this as unknown as Tagged)[kConnection].#onPong(data)
   }
-  /* c8 ignore stop */
 
   static #errored (this: WebSocket, err: Error): void {
     (this as unknown as Tagged)[kConnection].log.debug({ err }, 'websocket error')
