@@ -72,8 +72,8 @@ function messagesOf (schema: unknown, fallback: string, convert: (branch: unknow
   const branches = branchesOf(schema as Record<string, unknown>)
   return branches.map((branch, i) => {
     const name = literalOf(branch) ?? (typeof branch.title === 'string' ? branch.title : branches.length === 1 ? fallback : `${fallback}${i + 1}`)
-    const message: JsonObject = { name }
-    if (typeof branch.title === 'string') message.title = branch.title
+    // The schema's title, else the name: renderers head an untitled message with its index.
+    const message: JsonObject = { name, title: typeof branch.title === 'string' ? branch.title : name }
     if (typeof branch.description === 'string') message.description = branch.description
     message.contentType = 'application/json'
     message.payload = convert(branch)
