@@ -44,6 +44,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const WebSocket = require('ws')
 const { message } = require('./servers/fanout-message')
+const { median, rotate } = require('./stats')
 
 const RESULTS_FILE = path.join(__dirname, 'results', 'fanout.json')
 
@@ -100,18 +101,6 @@ const children = new Set()
 
 function progress (line) {
   process.stderr.write(line + '\n')
-}
-
-function median (values) {
-  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b)
-  if (sorted.length === 0) return NaN
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
-
-function rotate (list, by) {
-  const n = by % list.length
-  return list.slice(n).concat(list.slice(0, n))
 }
 
 // ---------------------------------------------------------------- server

@@ -61,6 +61,7 @@ const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
+const { median, rotate } = require('./stats')
 
 const ROOT = path.join(__dirname, '..')
 const RESULTS_FILE = path.join(__dirname, 'results', 'latest.json')
@@ -276,18 +277,6 @@ function progress (line) {
 
 function sleep (ms) {
   return new Promise(resolve => setTimeout(resolve, ms))
-}
-
-function median (values) {
-  const sorted = values.filter(v => Number.isFinite(v)).sort((a, b) => a - b)
-  if (sorted.length === 0) return NaN
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
-
-function rotate (list, by) {
-  const n = by % list.length
-  return list.slice(n).concat(list.slice(0, n))
 }
 
 function cpuMicros (stats) {

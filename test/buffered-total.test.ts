@@ -12,6 +12,7 @@ import { Type } from '@sinclair/typebox'
 import type { TypedWebSocket } from 'fastify-typed-websocket'
 import { startServer, connect, closed, until, sleep, deferred } from './helpers/server'
 import typedWebsocket, { WebSocketClosedError } from './helpers/plugin'
+import { childEnv } from './helpers/child'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -210,14 +211,6 @@ t.test('topics: a shared frame counts once; non-readers are cut, readers get eve
 })
 
 // ---------------------------------------------------------------- RSS, in a process of its own
-
-function childEnv (): NodeJS.ProcessEnv {
-  const env = { ...process.env }
-  delete env.NODE_V8_COVERAGE
-  delete env.NODE_OPTIONS
-  for (const key of Object.keys(env)) if (key.startsWith('_TAPJS_')) delete env[key]
-  return env
-}
 
 function ask<T> (child: ChildProcess, message: unknown, ms = 30_000): Promise<T> {
   return new Promise((resolve, reject) => {

@@ -14,16 +14,9 @@ import { connect, type WebSocketConstructor } from 'fastify-typed-websocket/clie
 import { sleep, startServer, until } from './helpers/server'
 import { implementations, waitState } from './helpers/client'
 import { startRedis } from './helpers/redis'
+import { childEnv } from './helpers/child'
 
 const FIXTURES = join(__dirname, 'fixtures', 'client')
-
-function childEnv (): NodeJS.ProcessEnv {
-  const env = { ...process.env }
-  delete env.NODE_V8_COVERAGE
-  delete env.NODE_OPTIONS
-  for (const key of Object.keys(env)) if (key.startsWith('_TAPJS_PROCESSINFO_')) delete env[key]
-  return env
-}
 
 /** Starts a fixture server; resolves with the port it printed. */
 async function startChild (t: tap.Test, file: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess, port: number }> {

@@ -8,6 +8,7 @@ import Fastify from 'fastify'
 import WebSocket from 'ws'
 import typedWebsocket from './helpers/plugin'
 import { startRedis } from './helpers/redis'
+import { childEnv } from './helpers/child'
 
 const NODE = join(__dirname, 'fixtures', 'cluster', 'node.js')
 const ROOMS = 10
@@ -38,14 +39,6 @@ async function until (check: () => boolean, ms: number, what: string): Promise<v
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`)
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
-}
-
-function childEnv (extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env = { ...process.env, ...extra }
-  delete env.NODE_V8_COVERAGE
-  delete env.NODE_OPTIONS
-  for (const key of Object.keys(env)) if (key.startsWith('_TAPJS_PROCESSINFO_')) delete env[key]
-  return env
 }
 
 function startNode (redisUrl: string, name: string): Promise<{ child: ChildProcess, port: number }> {

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import WebSocket from 'ws'
 import type { TypedWebSocket } from 'fastify-typed-websocket'
 import { closed, connect, deferred, messages, sleep, startServer, until } from './helpers/server'
+import { childEnv } from './helpers/child'
 
 const MiB = 1024 * 1024
 // Moving and parsing 800 MiB takes a while on a busy machine.
@@ -50,15 +51,6 @@ t.test('reading pauses once the bytes held reach maxPendingBytes, and resumes wh
     await closed(ws)
   }
 })
-
-/** The server fixture's environment: no coverage or tap process tracking in the child. */
-function childEnv (): NodeJS.ProcessEnv {
-  const env = { ...process.env }
-  delete env.NODE_V8_COVERAGE
-  delete env.NODE_OPTIONS
-  for (const key of Object.keys(env)) if (key.startsWith('_TAPJS_')) delete env[key]
-  return env
-}
 
 interface Report { port?: number, rss: number, before?: number, received?: number }
 

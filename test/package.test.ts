@@ -6,19 +6,11 @@ import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { RFC_CLOSE_CODES } from './helpers/rfc6455'
+import { childEnv } from './helpers/child'
 
 const ROOT = join(__dirname, '..')
 const CHILD_TIMEOUT = 60_000
 const TSC_TIMEOUT = 110_000
-
-/** The environment for children: without coverage, so dist/ is not counted as source. */
-function childEnv (): NodeJS.ProcessEnv {
-  const env = { ...process.env }
-  delete env.NODE_V8_COVERAGE
-  delete env.NODE_OPTIONS
-  for (const key of Object.keys(env)) if (key.startsWith('_TAPJS_PROCESSINFO_')) delete env[key]
-  return env
-}
 
 interface Run { code: number | null, stdout: string, stderr: string }
 
