@@ -413,12 +413,19 @@ export class WebSocketConnection implements KeepaliveMember {
   }
 
   #overLimit (waiting: number): boolean {
-    const raw = this.raw
-    if (raw.bufferedAmount + waiting * MESSAGE_COST <= this.#route.options.maxBufferedAmount) return false
-    this.log.warn({ bufferedAmount: raw.bufferedAmount, messages: waiting }, 'websocket peer is not reading; closing')
-    if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages: waiting, limit: 'maxBufferedAmount' })
-    this.fail(CloseCode.PolicyViolation, 'send buffer full')
+    if (this.raw.bufferedAmount + waiting * MESSAGE_COST <= this.#route.options.maxBufferedAmount) return false
+    this.#cutOff('maxBufferedAmount', waiting, undefined, 'websocket peer is not reading; closing')
     return true
+  }
+
+  /** Closes a reader that does not keep up with 1008 `send buffer full`, with a warning and a drop event naming the limit. */
+  #cutOff (limit: 'maxBufferedAmount' | 'maxBufferedTotal', messages: number, budget: SendBudget | undefined, warning: string): void {
+    const bufferedAmount = this.raw.bufferedAmount
+    this.log.warn(budget === undefined
+      ? { bufferedAmount, messages }
+      : { bufferedAmount, messages, bufferedTotal: budget.total, maxBufferedTotal: budget.max }, warning)
+    if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount, messages, limit })
+    this.fail(CloseCode.PolicyViolation, 'send buffer full')
   }
 
   /** Bytes this connection holds of the server's send budget (shared frames in full); only asked of members. */
@@ -431,11 +438,8 @@ export class WebSocketConnection implements KeepaliveMember {
    * more is written to it, and its link is destroyed within closeTimeout).
    */
   cutForBudget (budget: SendBudget): void {
-    const raw = this.raw
-    const messages = (this.#flush as Flush).sends
-    this.log.warn({ bufferedAmount: raw.bufferedAmount, messages, bufferedTotal: budget.total, maxBufferedTotal: budget.max }, 'websocket send buffers over maxBufferedTotal; closing the connection holding the most')
-    if (dropChannel.hasSubscribers) dropChannel.publish({ socket: this, bufferedAmount: raw.bufferedAmount, messages, limit: 'maxBufferedTotal' })
-    this.fail(CloseCode.PolicyViolation, 'send buffer full')
+    this.#cutOff('maxBufferedTotal', (this.#flush as Flush).sends, budget,
+      'websocket send buffers over maxBufferedTotal; closing the connection holding the most')
     // (Closing already, at the peer's word: fail() left it as it was.)
     this.#releaseBudget()
   }
