@@ -12,6 +12,7 @@ import { ClientRegistry } from './registry'
 import { compileRoutes, ConnectionCount, createRouteHook, type PluginState } from './route'
 import { TopicNode, type TopicOptions } from './topics'
 import { createUpgradeListener } from './upgrade'
+import { checkInternals } from './internals'
 
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
   // Fastify passes its own register options (prefix, logLevel...) along with ours.
@@ -25,6 +26,8 @@ const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = fu
   } catch (err) {
     return done(err as Error)
   }
+  // Which private parts of ws and Fastify the fast paths may use (each has a public fallback).
+  checkInternals(fastify.log)
   const topics = new TopicNode(broker as Broker)
   const registry = new ClientRegistry()
   const state: PluginState = {

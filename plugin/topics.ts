@@ -2,12 +2,11 @@ import { randomUUID } from 'node:crypto'
 import type { ErrorObject, ValidateFunction } from 'ajv'
 import fastJson from 'fast-json-stringify'
 import WebSocket from 'ws'
-// ws 8 exports its Sender at run time; @types/ws does not declare it.
-const { Sender } = require('ws') as { Sender: { frame (data: Buffer, options: object): Buffer[] } }
 import type { Broker, BrokerEntry, BrokerSink, BrokerTopic } from './broker'
 import { CloseCode } from './close-codes'
 import { publishChannel } from './diagnostics'
 import { createAjv, explainValidation } from './codec'
+import { buildFrame } from './internals'
 import type { WebSocketConnection } from './connection'
 import {
   FST_WS_BROKER_UNAVAILABLE, FST_WS_DUPLICATE_TOPIC, FST_WS_INVALID_OPTION, FST_WS_INVALID_OUTBOUND,
@@ -34,13 +33,6 @@ export interface TopicDescription {
   historyTtl: number
   presenceTtl: number
   offsetField: string | undefined
-}
-
-const FRAME_OPTIONS = { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false }
-
-/** One text frame for every subscriber: header and payload (a JSON text, never empty) in one buffer. */
-export function buildFrame (data: string): Buffer {
-  return Buffer.concat(Sender.frame(Buffer.from(data), FRAME_OPTIONS))
 }
 
 /** A message on its way to a socket: its offset, text and the frame built once for all. */

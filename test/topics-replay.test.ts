@@ -1,7 +1,7 @@
 // Topics on the in-memory broker: a live message while a subscriber is still replaying
 // history, app.close() with sockets of another app still subscribed, a broker that
 // delivers more than it should, and except on a topic without offsets.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import WebSocket from 'ws'
@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Topic, TypedWebSocket } from 'fastify-typed-websocket'
 import typedWebsocket from './helpers/plugin'
 import { MemoryBroker } from '../plugin/memory-broker'
-import type { BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from '../plugin/broker'
+import type { Broker, BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from '../plugin/broker'
 import { startServer, messages, deferred } from './helpers/server'
 
 const Said = Type.Object({ type: Type.Literal('said'), id: Type.Integer(), text: Type.String() })
@@ -137,30 +137,38 @@ t.test('a broker that delivers twice and everywhere: each subscriber still gets 
   ws.close()
 })
 
-t.test('except on a topic without offsetField skips only that socket', async (t) => {
-  const Note = Type.Object({ text: Type.String() })
-  let notes = undefined as unknown as Topic<{ text: string }>
-  const sockets: TypedWebSocket[] = []
+const Note = Type.Object({ text: Type.String() })
+
+interface Notes { notes: Topic<{ text: string }>, sockets: TypedWebSocket[], clients: WebSocket[] }
+
+/** A `notes` topic (no offsetField) and `count` clients subscribed to its key 'k'. */
+async function notesServer (t: Test, count: number, broker?: Broker, historyTtl?: number): Promise<Notes> {
+  const setup = { sockets: [] as TypedWebSocket[], clients: [] as WebSocket[] } as unknown as Notes
   const server = await startServer(t, (app: FastifyInstance) => {
-    notes = app.websocketTopic('notes', { message: Note })
+    setup.notes = app.websocketTopic('notes', { message: Note, historyTtl })
     app.get('/notes', { websocket: true }, async (socket) => {
-      sockets.push(socket)
-      await notes.subscribe(socket, 'k')
+      setup.sockets.push(socket)
+      await setup.notes.subscribe(socket, 'k')
       await socket.send('subscribed')
     })
-  })
-  const a = new WebSocket(server.url('/notes'))
-  await messages(a, 1)
-  const b = new WebSocket(server.url('/notes'))
-  await messages(b, 1)
+  }, { plugin: broker === undefined ? {} : { broker } })
+  for (let i = 0; i < count; i++) {
+    const ws = new WebSocket(server.url('/notes'))
+    await messages(ws, 1)
+    setup.clients.push(ws)
+  }
+  t.teardown(() => { for (const ws of setup.clients) ws.close() })
+  return setup
+}
+
+t.test('except on a topic without offsetField skips only that socket', async (t) => {
+  const { notes, sockets, clients: [a, b] } = await notesServer(t, 2)
   const toA = messages(a, 1)
   const toB = messages(b, 2)
   await notes.publish('k', { text: 'from a' }, { except: sockets[0] })
   await notes.publish('k', { text: 'for all' })
   t.same(await toA, ['{"text":"for all"}'], 'a does not get its own message')
   t.same(await toB, ['{"text":"from a"}', '{"text":"for all"}'])
-  a.close()
-  b.close()
 })
 
 /** A broker through which another node publishes the same text just before this node's publish fails. */
@@ -175,22 +183,8 @@ class SameTextElsewhere extends MemoryBroker {
 }
 
 t.test('except skips only its own publish: the same text from another node reaches the excepted socket', async (t) => {
-  const Note = Type.Object({ text: Type.String() })
   const broker = new SameTextElsewhere()
-  let notes = undefined as unknown as Topic<{ text: string }>
-  const sockets: TypedWebSocket[] = []
-  const server = await startServer(t, (app: FastifyInstance) => {
-    notes = app.websocketTopic('notes', { message: Note })
-    app.get('/notes', { websocket: true }, async (socket) => {
-      sockets.push(socket)
-      await notes.subscribe(socket, 'k')
-      await socket.send('subscribed')
-    })
-  }, { plugin: { broker } })
-  const a = new WebSocket(server.url('/notes'))
-  await messages(a, 1)
-  const b = new WebSocket(server.url('/notes'))
-  await messages(b, 1)
+  const { notes, sockets, clients: [a, b] } = await notesServer(t, 2, broker)
   const toA = messages(a, 2)
   const toB = messages(b, 2)
   broker.failNext = true
@@ -198,25 +192,11 @@ t.test('except skips only its own publish: the same text from another node reach
   await notes.publish('k', { text: 'after' })
   t.same(await toA, ['{"text":"hi"}', '{"text":"after"}'], 'the identical message from another node was not the one a published')
   t.same(await toB, ['{"text":"hi"}', '{"text":"after"}'])
-  a.close()
-  b.close()
 })
 
 t.test('except on a key without local subscribers keeps nothing', async (t) => {
-  const Note = Type.Object({ text: Type.String() })
   const broker = new MemoryBroker()
-  let notes = undefined as unknown as Topic<{ text: string }>
-  const sockets: TypedWebSocket[] = []
-  const server = await startServer(t, (app: FastifyInstance) => {
-    notes = app.websocketTopic('notes', { message: Note, historyTtl: 30 })
-    app.get('/notes', { websocket: true }, async (socket) => {
-      sockets.push(socket)
-      await notes.subscribe(socket, 'k')
-      await socket.send('subscribed')
-    })
-  }, { plugin: { broker } })
-  const a = new WebSocket(server.url('/notes'))
-  await messages(a, 1)
+  const { notes, sockets, clients: [a] } = await notesServer(t, 1, broker, 30)
   // a is on 'k'; 'elsewhere' has no local subscriber: nothing there to skip, nothing to hold.
   for (let i = 0; i < 1000; i++) await notes.publish(`elsewhere-${i}`, { text: 'x' }, { except: sockets[0] })
   const toA = messages(a, 1)
@@ -247,22 +227,8 @@ class UntaggedBroker extends MemoryBroker {
 }
 
 t.test('a broker without tags: except is matched by offset once known; a delivery it cannot place goes to every socket', async (t) => {
-  const Note = Type.Object({ text: Type.String() })
   const broker = new UntaggedBroker()
-  let notes = undefined as unknown as Topic<{ text: string }>
-  const sockets: TypedWebSocket[] = []
-  const server = await startServer(t, (app: FastifyInstance) => {
-    notes = app.websocketTopic('notes', { message: Note })
-    app.get('/notes', { websocket: true }, async (socket) => {
-      sockets.push(socket)
-      await notes.subscribe(socket, 'k')
-      await socket.send('subscribed')
-    })
-  }, { plugin: { broker } })
-  const a = new WebSocket(server.url('/notes'))
-  await messages(a, 1)
-  const b = new WebSocket(server.url('/notes'))
-  await messages(b, 1)
+  const { notes, sockets, clients: [a, b] } = await notesServer(t, 2, broker)
   const toA = messages(a, 3)
   const toB = messages(b, 4)
   await notes.publish('k', { text: 'late, by offset' }, { except: sockets[0] })
@@ -278,6 +244,4 @@ t.test('a broker without tags: except is matched by offset once known; a deliver
   t.same((await toA).map(m => JSON.parse(m as string).text), ['early, untagged', 'next', 'last'],
     'skipped by offset; an untagged early delivery is not skipped; an exception never delivered is dropped when the next passes')
   t.same((await toB).map(m => JSON.parse(m as string).text), ['late, by offset', 'early, untagged', 'next', 'last'], 'b gets every message that was delivered')
-  a.close()
-  b.close()
 })
