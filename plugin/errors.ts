@@ -8,6 +8,12 @@ export const FST_WS_NOT_GET = createError(
 
 export const FST_WS_INVALID_OPTION = createError('FST_WS_INVALID_OPTION', '%s: %s', 500, TypeError)
 
+export const FST_WS_PLUGIN_NOT_REGISTERED = createError(
+  'FST_WS_PLUGIN_NOT_REGISTERED',
+  'Route "%s" has a websocket option, but fastify-typed-websocket was not registered for it when the route was declared, ' +
+  'so it would answer as plain HTTP. Register the plugin first and await it: "await app.register(typedWebsocket)" ' +
+  'before the route (or declare the route in a plugin registered after it)', 500)
+
 export const FST_WS_INVALID_SCHEMA = createError(
   'FST_WS_INVALID_SCHEMA', 'Route "%s": the %s schema does not compile: %s', 500)
 

@@ -12,6 +12,9 @@ import { ClientRegistry } from './registry'
 import { compileRoutes, ConnectionCount, createRouteHook, type PluginState } from './route'
 import { TopicNode, type TopicOptions } from './topics'
 import { createUpgradeListener } from './upgrade'
+import { watchPluginOrder } from './plugin-order'
+
+watchPluginOrder()
 
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
   // Fastify passes its own register options (prefix, logLevel...) along with ours.

@@ -15,6 +15,7 @@ import type { KeepaliveClocks } from './keepalive'
 import type { ClientRegistry } from './registry'
 import type { SendBudget } from './budget'
 import { destroyOnError, pendingUpgrades } from './upgrade'
+import { markTaken } from './plugin-order'
 
 /** What the plugin shares between its hooks. */
 export interface PluginState {
@@ -115,6 +116,7 @@ export function createRouteHook (state: PluginState) {
   return function onRoute (this: FastifyInstance, routeOptions: RouteOptions & { websocket?: unknown }): void {
     const input = routeOptions.websocket
     if (input === undefined || input === false) return
+    markTaken(routeOptions)
     const methods = methodsOf(routeOptions)
     const handler = routeOptions.handler as unknown
     // (A broken handler fails app.ready() on its GET route; its twin need not throw too.)
