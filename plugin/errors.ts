@@ -34,6 +34,9 @@ export const FST_WS_UPGRADE_REFUSED = createError(
 export const FST_WS_DUPLICATE_TOPIC = createError(
   'FST_WS_DUPLICATE_TOPIC', 'A topic named "%s" is already declared', 500)
 
+export const FST_WS_TOPIC_NOT_READY = createError(
+  'FST_WS_TOPIC_NOT_READY', 'Topic "%s": %s() was called %s', 500)
+
 export const FST_WS_BROKER_UNAVAILABLE = createError(
   'FST_WS_BROKER_UNAVAILABLE', 'The broker did not answer: %s', 503)
 

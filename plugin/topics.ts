@@ -10,8 +10,8 @@ import { publishChannel } from './diagnostics'
 import { createAjv, explainValidation } from './codec'
 import type { WebSocketConnection } from './connection'
 import {
-  FST_WS_BROKER_UNAVAILABLE, FST_WS_DUPLICATE_TOPIC, FST_WS_INVALID_OPTION, FST_WS_INVALID_OUTBOUND,
-  FST_WS_INVALID_PRESENCE, WebSocketClosedError
+  FST_WS_DUPLICATE_TOPIC, FST_WS_INVALID_OPTION, FST_WS_INVALID_OUTBOUND,
+  FST_WS_INVALID_PRESENCE, FST_WS_TOPIC_NOT_READY, WebSocketClosedError
 } from './errors'
 
 type Json = Record<string, unknown>
@@ -148,7 +148,7 @@ export class Topic {
       const text = this.#stringify({ ...(message as Json), [field]: 0 })
       body = text.slice(head.length + 1)
     }
-    const broker = this.#node.broker()
+    const broker = this.#node.broker(this.name, 'publish')
     const except = options?.except
     let exception: Exception | undefined
     if (except !== undefined) {
@@ -208,7 +208,7 @@ export class Topic {
       presence = JSON.stringify(options.presence)
     }
     if (socket.raw.readyState !== WebSocket.OPEN) throw new WebSocketClosedError('CLOSED')
-    const broker = this.#node.broker()
+    const broker = this.#node.broker(this.name, 'subscribe')
     const member = this.#node.member(socket)
     let state = this.#keys.get(key)
     const existing = state?.sockets.has(socket) === true || state?.joining.has(socket) === true
@@ -313,7 +313,7 @@ export class Topic {
       for (const entry of member.keys) if (entry[0] === this && entry[1] === key) member.keys.delete(entry)
     }
     const was = state.sockets.delete(socket) || state.joining.delete(socket)
-    const broker = this.#node.broker()
+    const broker = this.#node.broker(this.name, 'unsubscribe')
     const left = this.#release(key, state)
     if (was && member !== undefined && this.#validatePresence !== undefined) {
       await broker.leave(this.settings, key, member.id)
@@ -325,7 +325,7 @@ export class Topic {
   #release (key: string, state: KeyState): Promise<void> | undefined {
     if (state.sockets.size > 0 || state.joining.size > 0 || this.#keys.get(key) !== state) return undefined
     this.#keys.delete(key)
-    const broker = this.#node.broker()
+    const broker = this.#node.broker(this.name, 'unsubscribe')
     // Released while the broker is still subscribing: leave once it has (nothing to leave if it failed).
     const left = state.subscribed
       ? broker.unsubscribe(this.settings, key)
@@ -345,7 +345,7 @@ export class Topic {
   async history (key: string, options?: { since?: number, limit?: number }): Promise<Array<{ offset: number, message: unknown }>> {
     const bad = keyError(this.name, key)
     if (bad !== undefined) throw bad
-    const entries = await this.#node.broker().history(this.settings, key, {
+    const entries = await this.#node.broker(this.name, 'history').history(this.settings, key, {
       since: options?.since,
       limit: options?.limit ?? this.settings.history
     })
@@ -355,7 +355,7 @@ export class Topic {
   async presence (key: string): Promise<unknown[]> {
     const bad = keyError(this.name, key)
     if (bad !== undefined) throw bad
-    const members = await this.#node.broker().presence(this.settings, key)
+    const members = await this.#node.broker(this.name, 'presence').presence(this.settings, key)
     return members.map(m => JSON.parse(m))
   }
 
@@ -398,9 +398,13 @@ export class TopicNode implements BrokerSink {
     this.#broker = broker
   }
 
-  broker (): Broker {
-    if (this.#closed) throw new FST_WS_BROKER_UNAVAILABLE('the app is closed')
-    if (!this.#started) throw new FST_WS_BROKER_UNAVAILABLE('the app is not ready yet')
+  /** The broker, once the app is ready and until it is closed; `topic` and `method` name the call that needs it. */
+  broker (topic: string, method: string): Broker {
+    if (this.#closed) throw new FST_WS_TOPIC_NOT_READY(topic, method, 'after the app was closed')
+    if (!this.#started) {
+      throw new FST_WS_TOPIC_NOT_READY(topic, method,
+        'before the app was ready: topics work once "await app.ready()" or "await app.listen()" has resolved (in routes, in onReady hooks, or after listen)')
+    }
     return this.#broker
   }
 

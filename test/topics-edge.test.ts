@@ -43,7 +43,6 @@ t.test('bad options, keys and brokers get coded errors', async (t) => {
   t.throws(() => ok.websocketTopic('x', { message: Note, presence: 1 as never }), { code: 'FST_WS_INVALID_OPTION', message: /presence/ })
   t.throws(() => ok.websocketTopic('x', { message: { type: 'nope' } }), { code: 'FST_WS_INVALID_OPTION', message: /compile/ })
   const notes = ok.websocketTopic('notes', { message: Note })
-  await t.rejects(notes.publish('k', { text: 'x' }), { code: 'FST_WS_BROKER_UNAVAILABLE', message: /not ready/ })
   await ok.ready()
   await t.rejects(notes.history(3 as never), { code: 'FST_WS_INVALID_OPTION' })
   await t.rejects(notes.presence(''), { code: 'FST_WS_INVALID_OPTION' })
@@ -54,6 +53,21 @@ t.test('bad options, keys and brokers get coded errors', async (t) => {
   t.same(await empty.publish('k', {}), { offset: 1 })
   t.same(await empty.history('k'), [{ offset: 1, message: { id: 1 } }])
   await ok.close()
+})
+
+t.test('a topic used before the app is ready, or after it closed, says so and names the topic and the call', async (t) => {
+  const app = Fastify()
+  await app.register(typedWebsocket)
+  const notes = app.websocketTopic('notes', { message: Note })
+  const early = /^Topic "notes": (publish|history|presence)\(\) was called before the app was ready: topics work once "await app\.ready\(\)"/
+  await t.rejects(notes.publish('k', { text: 'x' }), { code: 'FST_WS_TOPIC_NOT_READY', message: /publish\(\)/ })
+  await t.rejects(notes.publish('k', { text: 'x' }), { message: early })
+  await t.rejects(notes.history('k'), { code: 'FST_WS_TOPIC_NOT_READY', message: /history\(\) was called before/ })
+  await t.rejects(notes.presence('k'), { code: 'FST_WS_TOPIC_NOT_READY', message: /presence\(\) was called before/ })
+  await app.ready()
+  t.same(await notes.publish('k', { text: 'x' }), { offset: 1 })
+  await app.close()
+  await t.rejects(notes.publish('k', { text: 'y' }), { code: 'FST_WS_TOPIC_NOT_READY', message: 'Topic "notes": publish() was called after the app was closed' })
 })
 
 t.test('subscribe: options checked, twice is once, early deliveries filtered, failing history, rejected publish', async (t) => {
