@@ -44,20 +44,20 @@ export type Query = Record<string, QueryValue>
 
 export interface HeartbeatOptions {
   /** Milliseconds between heartbeats. Default 10000. */
-  interval?: number
+  interval?: number | undefined
   /** Milliseconds to wait for the answer before reconnecting. Default 5000. */
-  timeout?: number
+  timeout?: number | undefined
 }
 
 export interface ReconnectOptions {
   /** Upper bound of the first delay in ms. Default 500. */
-  initialDelay?: number
+  initialDelay?: number | undefined
   /** Largest delay in ms. Default 30000. */
-  maxDelay?: number
+  maxDelay?: number | undefined
   /** Growth of the bound per attempt. Default 2. */
-  factor?: number
+  factor?: number | undefined
   /** Give up (state `closed`) after this many attempts in a row. Default Infinity. */
-  maxAttempts?: number
+  maxAttempts?: number | undefined
 }
 
 /** The parts of the WHATWG WebSocket the client uses (browsers, Node 22+, undici, ws). */
@@ -75,37 +75,37 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 
 export interface ClientOptions<C extends Contract = Contract, Tag extends string = 'type'> {
   /** The WebSocket class: default the global one; in Node 20 pass `ws`'s (any WHATWG-style WebSocket class). */
-  WebSocket?: WebSocketConstructor | (new (...args: never[]) => object)
+  WebSocket?: WebSocketConstructor | (new (...args: never[]) => object) | undefined
   /** Added to the URL's query string; a function is called before every attempt. */
-  query?: Query | ((client: Client<C, Tag>) => Query)
+  query?: Query | ((client: Client<C, Tag>) => Query) | undefined
   /** Subprotocols to offer; a function is called before every attempt. */
-  protocols?: string | string[] | ((client: Client<C, Tag>) => string | string[] | undefined)
+  protocols?: string | string[] | ((client: Client<C, Tag>) => string | string[] | undefined) | undefined
   /** The discriminator of the outbound union that `on(tag)` matches. Default `'type'`. */
-  tag?: Tag
+  tag?: Tag | undefined
   /** Reconnect settings, or `false` never to reconnect. */
-  reconnect?: ReconnectOptions | false
+  reconnect?: ReconnectOptions | false | undefined
   /** Close codes after which the client does not reconnect (besides 1002, 1003, 1007–1010). */
-  noReconnect?: number[]
+  noReconnect?: number[] | undefined
   /** Send a heartbeat (needs `heartbeat: true` on the route). Default off; `true` = 10 s / 5 s. */
-  heartbeat?: HeartbeatOptions | boolean
+  heartbeat?: HeartbeatOptions | boolean | undefined
   /** Bounds of the queue of sends made while not open. Default 1000 messages, 1 MiB. */
-  maxQueue?: { messages?: number, bytes?: number }
+  maxQueue?: { messages?: number | undefined, bytes?: number | undefined } | undefined
   /** Default timeout of `request()` in ms. Default 10000. */
-  requestTimeout?: number
+  requestTimeout?: number | undefined
   /** The integer field holding a topic offset; the client keeps the highest seen per key. */
-  offsetField?: string
+  offsetField?: string | undefined
   /** The key a message's offset belongs to. Default: one key, `''`. */
-  offsetKey?: (msg: OutboundOf<C>) => string
+  offsetKey?: ((msg: OutboundOf<C>) => string) | undefined
   /** Check server messages against `outbound` with TypeBox (loaded on demand). Default `false`. */
-  validate?: boolean
+  validate?: boolean | undefined
   /** How long the refusal probe (a plain GET) may take, in ms. Default 10000. */
-  probeTimeout?: number
+  probeTimeout?: number | undefined
 }
 
 export interface RequestOptions {
   /** Milliseconds to wait for the answer; default the client's `requestTimeout`. */
-  timeout?: number
-  signal?: AbortSignal
+  timeout?: number | undefined
+  signal?: AbortSignal | undefined
 }
 
 class ClientError extends Error {
@@ -398,8 +398,10 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       this.#queue = []
       this.#queuedBytes = 0
       for (let i = 0; i < queue.length; i += 2) {
-        socket.send(queue[i])
-        const pending = queue[i + 1] === '' ? undefined : this.#pending.get(queue[i + 1])
+        // The queue holds pairs: a message's text, then its request id or ''.
+        socket.send(queue[i] as string)
+        const id = queue[i + 1] as string
+        const pending = id === '' ? undefined : this.#pending.get(id)
         if (pending !== undefined) pending.sentOn = socket
       }
       this.#startHeartbeat()

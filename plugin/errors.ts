@@ -37,6 +37,11 @@ export const FST_WS_DUPLICATE_TOPIC = createError(
 export const FST_WS_TOPIC_NOT_READY = createError(
   'FST_WS_TOPIC_NOT_READY', 'Topic "%s": %s() was called %s', 500)
 
+export const FST_WS_OUTBOUND_CANNOT_HOLD = createError(
+  'FST_WS_OUTBOUND_CANNOT_HOLD',
+  'Topic "%s": the outbound schema of route "%s" cannot hold the topic\'s messages (a message of the topic fails it: %s); ' +
+  'add the topic\'s message schema to the route\'s outbound, e.g. in a Type.Union', 500, TypeError)
+
 export const FST_WS_BROKER_UNAVAILABLE = createError(
   'FST_WS_BROKER_UNAVAILABLE', 'The broker did not answer: %s', 503)
 

@@ -16,6 +16,7 @@ import type { ClientRegistry } from './registry'
 import type { SendBudget } from './budget'
 import { destroyOnError, pendingUpgrades } from './upgrade'
 import { markTaken } from './plugin-order'
+import { routeOutbound, type RouteOutbound } from './outbound-fit'
 
 /** What the plugin shares between its hooks. */
 export interface PluginState {
@@ -55,6 +56,8 @@ interface CompiledRoute extends RouteRuntime {
   selectSubprotocol: SubprotocolSelector | undefined
   connections: ConnectionCount
   http: Handler | undefined
+  /** What topics check a subscriber's route against. */
+  outbound: RouteOutbound
 }
 
 export interface WebSocketRoute {
@@ -202,7 +205,8 @@ export function compileRoutes (state: PluginState): void {
       subprotocols: options.subprotocols,
       selectSubprotocol: options.selectSubprotocol,
       connections: new ConnectionCount(options.maxConnections),
-      http: settings.http
+      http: settings.http,
+      outbound: { url: route.url, codec }
     }
     state.maxCloseTimeout = Math.max(state.maxCloseTimeout, options.closeTimeout)
   }
@@ -301,5 +305,6 @@ function opened (state: PluginState, compiled: CompiledRoute, request: FastifyRe
       onRoute.count--
     })
   }
+  routeOutbound.set(ws, compiled.outbound)
   new WebSocketConnection(ws, socket, request, compiled).start()
 }

@@ -9,9 +9,10 @@ import { CloseCode } from './close-codes'
 import { publishChannel } from './diagnostics'
 import { createAjv, explainValidation } from './codec'
 import type { WebSocketConnection } from './connection'
+import { exampleMessage, outboundRefusal, routeOutbound, type RouteOutbound } from './outbound-fit'
 import {
   FST_WS_DUPLICATE_TOPIC, FST_WS_INVALID_OPTION, FST_WS_INVALID_OUTBOUND,
-  FST_WS_INVALID_PRESENCE, FST_WS_TOPIC_NOT_READY, WebSocketClosedError
+  FST_WS_INVALID_PRESENCE, FST_WS_OUTBOUND_CANNOT_HOLD, FST_WS_TOPIC_NOT_READY, WebSocketClosedError
 } from './errors'
 
 type Json = Record<string, unknown>
@@ -90,6 +91,9 @@ export class Topic {
   // Broker unsubscribes still under way, per key: a new first subscriber waits for it.
   readonly #leaving = new Map<string, Promise<void>>()
   readonly #exceptions = new Map<string, Exception[]>()
+  // A message of the topic (null: none found), and per route serializer why it cannot send it ('' when it can).
+  #example: { value: unknown } | null | undefined = undefined
+  readonly #refusals = new WeakMap<object, string>()
 
   constructor (node: TopicNode, name: string, options: TopicOptions, schemas: Json) {
     const where = `Topic "${name}"`
@@ -208,6 +212,7 @@ export class Topic {
       presence = JSON.stringify(options.presence)
     }
     if (socket.raw.readyState !== WebSocket.OPEN) throw new WebSocketClosedError('CLOSED')
+    this.#checkOutbound(socket)
     const broker = this.#node.broker(this.name, 'subscribe')
     const member = this.#node.member(socket)
     let state = this.#keys.get(key)
@@ -275,6 +280,29 @@ export class Topic {
       for (const d of backlog) socket.sendFrame(d.frame, d.data)
     }
     return { offset, recovered }
+  }
+
+  /**
+   * Topic frames bypass the socket's serializer: a route whose outbound cannot hold the
+   * topic's messages would send what it never declared. Checked once per route, with an
+   * example message of the topic (TypeScript checks the same at compile time).
+   */
+  #checkOutbound (socket: WebSocketConnection): void {
+    // Every connection is opened by a route, which registered its serializer first.
+    const route = routeOutbound.get(socket.raw) as RouteOutbound
+    let refusal = this.#refusals.get(route.codec)
+    if (refusal === undefined) {
+      if (this.#example === undefined) {
+        const field = this.#offsetField
+        this.#example = exampleMessage(this.description.message, (value) => {
+          return value !== null && typeof value === 'object' && this.#validate(field === undefined ? value : { ...value, [field]: 1 })
+        }) ?? null
+      }
+      const example = this.#example
+      refusal = example === null ? '' : outboundRefusal(route.codec, this.#offsetField === undefined ? example.value : { ...(example.value as Json), [this.#offsetField]: 1 }) ?? ''
+      this.#refusals.set(route.codec, refusal)
+    }
+    if (refusal !== '') throw new FST_WS_OUTBOUND_CANNOT_HOLD(this.name, route.url, refusal)
   }
 
   /** A message from the broker: one frame, written to every local subscriber. */

@@ -1,6 +1,7 @@
 // The package as a new user gets it: `npm pack`, installed into a fresh project outside
 // the repository with only what the README's install line names (plus TypeScript 5.9
-// and 7), compiled there with strict tsc, as ES module (nodenext) and CommonJS; and
+// and 7), compiled there with strict tsc (plus exactOptionalPropertyTypes and
+// noUncheckedIndexedAccess), as ES module (nodenext) and CommonJS; and
 // every ```ts / ```js block of README.md compiled in that project, the runnable ones
 // run against the README's own route.
 //
@@ -189,7 +190,9 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
       runs.push({ file, block })
     }
   }
-  const base = { target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', strict: true, allowJs: true, checkJs: true, skipLibCheck: false }
+  // The strictest settings users turn on: TypeScript 7's `tsc --init` enables the last two.
+  const strictest = { strict: true, exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true }
+  const base = { target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', ...strictest, allowJs: true, checkJs: true, skipLibCheck: false }
   writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...base, noEmit: true }, files }))
   writeFileSync(join(project, 'tsconfig.skiplib.json'), JSON.stringify({ compilerOptions: { ...base, noEmit: true, skipLibCheck: true }, files }))
   writeFileSync(join(project, 'first.mts'), firstProgram('free-port'))

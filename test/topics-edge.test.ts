@@ -133,3 +133,39 @@ t.test('a closed socket cannot subscribe; lost() closes subscribers with 1012', 
   t.same(await c, { code: 1012, reason: 'missed messages' })
   await sleep(30)
 })
+
+t.test('subscribe refuses a socket whose route cannot send the topic\'s messages, naming the topic and the route', async (t) => {
+  const Said = Type.Object({ type: Type.Literal('said'), id: Type.Integer(), text: Type.String() })
+  const Notice = Type.Object({ type: Type.Literal('notice'), text: Type.String() })
+  const Odd = Type.Object({ at: Type.String({ format: 'date-time' }) })
+  const answers: string[] = []
+  const server = await startServer(t, (app) => {
+    const rooms = app.websocketTopic('rooms', { message: Said, offsetField: 'id' })
+    const odd = app.websocketTopic('odd', { message: Odd })
+    const subscribe = async (socket: Parameters<typeof rooms.subscribe>[0], topic: { subscribe (s: never, k: string): Promise<unknown> }): Promise<void> => {
+      try {
+        await topic.subscribe(socket as never, 'lobby')
+        answers.push('subscribed')
+      } catch (err) {
+        answers.push(`${(err as { code: string }).code}: ${(err as Error).message}`)
+      }
+      await socket.send('done')
+    }
+    // The mistake under test, hidden from TypeScript as a JavaScript user would make it.
+    app.get('/notices', { websocket: { outbound: Notice } }, (socket) => subscribe(socket as never, rooms as never))
+    app.get('/both', { websocket: { outbound: Type.Union([Said, Notice]) } }, (socket) => subscribe(socket as never, rooms as never))
+    app.get('/any', { websocket: true }, (socket) => subscribe(socket as never, rooms as never))
+    app.get('/unchecked', { websocket: { outbound: Notice, validateOutbound: false } }, (socket) => subscribe(socket as never, odd as never))
+  })
+  for (const path of ['/notices', '/notices', '/both', '/any', '/unchecked']) {
+    const ws = new WebSocket(server.url(path))
+    await messages(ws, 1)
+    ws.close()
+  }
+  t.equal(answers.length, 5, answers.join(' | '))
+  t.equal(answers[0], 'FST_WS_OUTBOUND_CANNOT_HOLD: Topic "rooms": the outbound schema of route "/notices" cannot hold the topic\'s messages ' +
+    '(a message of the topic fails it: /type must be equal to constant); ' +
+    'add the topic\'s message schema to the route\'s outbound, e.g. in a Type.Union')
+  t.equal(answers[1], answers[0], 'the second socket of the route too')
+  t.strictSame(answers.slice(2), ['subscribed', 'subscribed', 'subscribed'], 'a union that holds it, no outbound, and a topic without an example to check')
+})
