@@ -356,7 +356,12 @@ if (require.main === module) {
       })
     }
   }).catch((err) => {
-    console.error(err)
+    if (err.code === 'EADDRINUSE') {
+      console.error(`Port ${port} on ${host} is already in use (another copy of this example, or another server). ` +
+        `Set PORT to a free one, e.g. PORT=${port + 1} npm start`)
+    } else {
+      console.error(err)
+    }
     process.exit(1)
   })
 }
