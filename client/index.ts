@@ -35,8 +35,11 @@ export interface StateInfo {
 }
 
 export interface Refusal {
+  /** The status of the server's answer to a plain GET; 0 when the browser hid it (see `reason`). */
   status: number
   body: string
+  /** With status 0: why the client concluded that the server refuses this page. */
+  reason?: string | undefined
 }
 
 type QueryValue = string | number | boolean | null | undefined
@@ -78,6 +81,12 @@ export interface ClientOptions<C extends Contract = Contract, Tag extends string
   WebSocket?: WebSocketConstructor | (new (...args: never[]) => object) | undefined
   /** Added to the URL's query string; a function is called before every attempt. */
   query?: Query | ((client: Client<C, Tag>) => Query) | undefined
+  /**
+   * Node only: headers sent with every attempt's upgrade and refusal probe, e.g. `{ authorization: 'Bearer …' }`;
+   * a function is called before every attempt. Works with `ws` and Node 22's global WebSocket. A browser's
+   * WebSocket cannot send headers: there, pass a token in `query`, a cookie, or `protocols`.
+   */
+  headers?: Record<string, string> | ((client: Client<C, Tag>) => Record<string, string>) | undefined
   /** Subprotocols to offer; a function is called before every attempt. */
   protocols?: string | string[] | ((client: Client<C, Tag>) => string | string[] | undefined) | undefined
   /** The discriminator of the outbound union that `on(tag)` matches. Default `'type'`. */
@@ -168,11 +177,17 @@ interface Pending {
   cleanup (): void
 }
 
+interface ProbeInit { signal: AbortSignal, cache: string, credentials: string, mode?: string, headers?: Record<string, string> }
+
 interface Globals {
   WebSocket?: WebSocketConstructor
   location?: { href: string }
-  fetch?: (url: string, init: { signal: AbortSignal, cache: string, credentials: string }) => Promise<{ status: number, text (): Promise<string> }>
+  fetch?: (url: string, init: ProbeInit) => Promise<{ status: number, text (): Promise<string> }>
+  process?: { versions?: { node?: string } }
 }
+
+// Attempts in a row that a browser's CORS rules hid the refusal of, before the client says so.
+const HIDDEN_REFUSALS = 3
 
 function utf8Length (text: string): number {
   let bytes = text.length
@@ -219,6 +234,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   #heartbeatSentAt = 0
   #probe: AbortController | undefined = undefined
   #requestSeq = 0
+  // Attempts in a row that failed before open while the server answered plain requests, from another origin.
+  #hiddenRefusals = 0
   #check: ((value: unknown) => string | undefined) | undefined = undefined
 
   constructor (contract: C, url: string | URL, options: ClientOptions<C, Tag> = {}) {
@@ -226,6 +243,9 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     const WebSocket = (options.WebSocket ?? globals.WebSocket) as WebSocketConstructor | undefined
     if (typeof WebSocket !== 'function') {
       throw new TypeError('No global WebSocket: pass one, e.g. connect(contract, url, { WebSocket }) with `ws`')
+    }
+    if (options.headers !== undefined && typeof globals.process?.versions?.node !== 'string') {
+      throw new TypeError('headers: a browser\'s WebSocket cannot send headers; pass the token in query, a cookie, or protocols')
     }
     this.#WebSocket = WebSocket
     this.#options = options
@@ -377,9 +397,10 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       if (value !== undefined && value !== null) url.searchParams.set(name, String(value))
     }
     const protocols = typeof options.protocols === 'function' ? options.protocols(this) : options.protocols
+    const headers = typeof options.headers === 'function' ? options.headers(this) : options.headers
     let socket: WebSocketLike
     try {
-      socket = protocols === undefined ? new this.#WebSocket(url.href) : new this.#WebSocket(url.href, protocols)
+      socket = this.#create(url.href, protocols, headers)
     } catch (err) {
       // A malformed URL or subprotocol: retrying cannot fix it.
       this.closeReason = (err as Error).message
@@ -392,6 +413,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     socket.onopen = () => {
       opened = true
       this.attempt = 0
+      this.#hiddenRefusals = 0
       this.refusal = undefined
       // What waited goes first, before anything sent once the state says open.
       const queue = this.#queue
@@ -413,16 +435,29 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       if (!opened) {
         // Only the last connection that opened sets closeCode; a failed attempt says 1006 only.
         this.#detach()
-        this.#failedBeforeOpen(url.href)
+        this.#failedBeforeOpen(url.href, headers)
         return
       }
       this.closeCode = event.code
       this.closeReason = event.reason
+      if (event.code === 1007 && this.#heartbeatSentAt !== 0 && /JSON/.test(event.reason)) {
+        // The route parsed the heartbeat (an empty text message) as a message.
+        this.closeReason = `${event.reason} (the route does not answer heartbeats: set heartbeat: true on it, or turn the client's heartbeat off)`
+      }
       this.#detach()
       this.#lost(event.code)
     }
     if (this.state === 'reconnecting' || this.attempt > 1) return
     this.#setState('connecting')
+  }
+
+  /** A WebSocket for one attempt; with headers, in the form its class takes them. */
+  #create (href: string, protocols: string | string[] | undefined, headers: Record<string, string> | undefined): WebSocketLike {
+    const WebSocket = this.#WebSocket as unknown as new (...args: unknown[]) => WebSocketLike
+    if (headers === undefined) return protocols === undefined ? new WebSocket(href) : new WebSocket(href, protocols)
+    // `ws` takes (url, protocols, options); undici's (Node's global) takes (url, { protocols, headers }).
+    if (typeof (WebSocket.prototype as { ping?: unknown }).ping === 'function') return new WebSocket(href, protocols ?? [], { headers })
+    return new WebSocket(href, protocols === undefined ? { headers } : { protocols, headers })
   }
 
   #receive (data: unknown): void {
@@ -540,25 +575,47 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
    * The attempt closed before it opened: a browser shows only 1006. Fastify's hooks run
    * before the handshake checks, so a plain GET on the same URL learns their answer.
    */
-  #failedBeforeOpen (href: string): void {
-    const fetch = (globalThis as Globals).fetch
+  #failedBeforeOpen (href: string, headers: Record<string, string> | undefined): void {
+    const globals = globalThis as Globals
+    const fetch = globals.fetch
     if (fetch === undefined) return this.#retry()
     const probe = this.#probe = new AbortController()
     const timer = setTimeout(() => probe.abort(), this.#options.probeTimeout ?? 10_000)
-    const done = (refusal: Refusal | undefined): void => {
+    const target = href.replace(/^ws/, 'http')
+    const page = globals.location === undefined ? undefined : new URL(globals.location.href).origin
+    const crossOrigin = page !== undefined && new URL(target).origin !== page
+    const done = (refusal: Refusal | undefined, hidden = false): void => {
       clearTimeout(timer)
       if (this.#probe !== probe) return
       this.#probe = undefined
+      this.#hiddenRefusals = hidden ? this.#hiddenRefusals + 1 : 0
+      if (hidden && this.#hiddenRefusals >= HIDDEN_REFUSALS) {
+        // The same every time: the server answers plain requests but refuses this page's upgrade.
+        const reason = `the server refused the WebSocket ${this.#hiddenRefusals} times in a row while answering plain requests: ` +
+          `this page's origin (${page as string}) is most likely not allowed by the route's checkOrigin ` +
+          '(a 403 that the browser does not show to another origin); allow it in checkOrigin on the server'
+        refusal = { status: 0, body: '', reason }
+        this.closeReason = reason
+      }
       if (refusal === undefined) return this.#retry()
       this.refusal = refusal
       this.#finish('refused')
     }
-    fetch(href.replace(/^ws/, 'http'), { signal: probe.signal, cache: 'no-store', credentials: 'same-origin' }).then(async (response) => {
+    const init: ProbeInit = { signal: probe.signal, cache: 'no-store', credentials: 'same-origin' }
+    if (headers !== undefined) init.headers = headers
+    fetch(target, init).then(async (response) => {
       const { status } = response
       const body = await response.text().catch(() => '')
-      // 400 and 426 are what a plain GET gets once the hooks let it through; 5xx may pass.
-      done(status < 400 || status >= 500 || status === 400 || status === 426 ? undefined : { status, body })
-    }, () => done(undefined))
+      // 400 and 426 are what a plain GET gets once the hooks let it through: then only the
+      // upgrade's own checks refused it, and from another origin the origin check most likely.
+      if (status === 400 || status === 426) return done(undefined, crossOrigin)
+      // 5xx may pass.
+      done(status < 400 || status >= 500 ? undefined : { status, body })
+    }, () => {
+      if (!crossOrigin) return done(undefined)
+      // CORS hid the answer, or the network failed: an opaque (no-cors) request tells them apart.
+      fetch(target, { ...init, mode: 'no-cors' }).then(() => done(undefined, true), () => done(undefined))
+    })
   }
 
   #finish (state: 'closed' | 'refused'): void {

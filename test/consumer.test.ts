@@ -188,7 +188,7 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
     }
     if (block.mode === 'fragment run') {
       // A client on the README's route first, so that a broadcast has someone to reach.
-      const observer = "const observer = await app.injectWS('/rooms/lobby', { headers: { 'x-token': 'secret-token' } })\n" +
+      const observer = "const observer = await app.injectWS('/rooms/lobby?token=secret-token')\n" +
         "observer.on('message', (data) => console.log('observer got ' + String(data)))\n"
       const file = `${name}-run.mts`
       write(file, `${firstProgram('free-port')}\n${observer}${block.code}\nawait new Promise((resolve) => setTimeout(resolve, 300))\nawait app.close()\n`)
@@ -243,8 +243,8 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
       ws.on('open', () => { resolve(101); ws.terminate() })
       ws.on('error', () => {})
     })
-    t.equal(refused, 401, 'without x-token: 401 from the preValidation hook')
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/rooms/lobby`, { headers: { 'x-token': 'secret-token' } })
+    t.equal(refused, 401, 'without a token: 401 from the preValidation hook')
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/rooms/lobby?token=secret-token`)
     const reply = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('no reply within 5 s')), 5000)
       ws.on('open', () => ws.send(JSON.stringify({ type: 'say', text: 'hello' })))
