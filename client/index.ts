@@ -188,6 +188,9 @@ interface Globals {
 
 // Attempts in a row that a browser's CORS rules hid the refusal of, before the client says so.
 const HIDDEN_REFUSALS = 3
+// While a retry waits longer than two of these, the client asks once per interval whether the
+// server answers plain requests again, and then tries within one interval instead.
+const WATCH_INTERVAL = 1000
 
 function utf8Length (text: string): number {
   let bytes = text.length
@@ -233,6 +236,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   #heartbeatTimer: ReturnType<typeof setTimeout> | undefined = undefined
   #heartbeatSentAt = 0
   #probe: AbortController | undefined = undefined
+  #watchTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  #watch: AbortController | undefined = undefined
   #requestSeq = 0
   // Attempts in a row that failed before open while the server answered plain requests, from another origin.
   #hiddenRefusals = 0
@@ -389,6 +394,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   }
 
   #open (): void {
+    this.#stopWatching()
     this.attempt++
     const options = this.#options
     const url = new URL(this.#url)
@@ -564,11 +570,56 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     }
     // Full jitter: anywhere between 0 and the exponential bound.
     const bound = Math.min(maxDelay, initialDelay * factor ** Math.max(0, this.attempt - 1))
+    const wait = Math.random() * bound
+    this.#schedule(wait)
+    if (wait > 2 * WATCH_INTERVAL) this.#watchServer(Date.now() + wait)
+    if (this.state !== 'reconnecting') this.#setState('reconnecting')
+  }
+
+  #schedule (wait: number): void {
+    clearTimeout(this.#retryTimer)
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined
       this.#open()
-    }, Math.random() * bound)
-    if (this.state !== 'reconnecting') this.#setState('reconnecting')
+    }, wait)
+  }
+
+  /**
+   * A long backoff outlives a short outage (a restart): until the attempt is due, a plain GET
+   * once per WATCH_INTERVAL tells when the server answers again, and the attempt is moved up.
+   */
+  #watchServer (due: number): void {
+    const globals = globalThis as Globals
+    const fetch = globals.fetch
+    if (fetch === undefined) return
+    const target = this.#url.replace(/^ws/, 'http')
+    const page = globals.location === undefined ? undefined : new URL(globals.location.href).origin
+    // From another origin only an opaque answer can be had: that it came at all.
+    const opaque = page !== undefined && new URL(target).origin !== page
+    this.#watchTimer = setTimeout(() => {
+      this.#watchTimer = undefined
+      const watch = this.#watch = new AbortController()
+      const timer = setTimeout(() => watch.abort(), WATCH_INTERVAL)
+      const init: ProbeInit = { signal: watch.signal, cache: 'no-store', credentials: 'same-origin' }
+      if (opaque) init.mode = 'no-cors'
+      const answered = (back: boolean): void => {
+        clearTimeout(timer)
+        if (this.#watch !== watch) return
+        this.#watch = undefined
+        if (this.#retryTimer === undefined) return
+        // Back (a proxy's 502 or 503 is not the server): try soon, spread over one interval.
+        if (back) this.#schedule(Math.random() * WATCH_INTERVAL)
+        else if (due - Date.now() > 2 * WATCH_INTERVAL) this.#watchServer(due)
+      }
+      fetch(target, init).then((response) => answered(opaque || response.status < 500), () => answered(false))
+    }, WATCH_INTERVAL)
+  }
+
+  #stopWatching (): void {
+    clearTimeout(this.#watchTimer)
+    this.#watchTimer = undefined
+    this.#watch?.abort()
+    this.#watch = undefined
   }
 
   /**
@@ -621,6 +672,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   #finish (state: 'closed' | 'refused'): void {
     clearTimeout(this.#retryTimer)
     this.#retryTimer = undefined
+    this.#stopWatching()
     this.#probe?.abort()
     this.#probe = undefined
     for (const [, pending] of this.#pending) {

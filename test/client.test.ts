@@ -365,3 +365,20 @@ t.test('a route that does not answer heartbeats: the close reason says so', asyn
   t.equal(client.closeReason, 'invalid JSON: Unexpected end of JSON input (the route does not answer heartbeats: ' +
     'set heartbeat: true on it, or turn the client\'s heartbeat off)')
 })
+
+t.test('a long backoff is cut short once the server answers plain requests again', async (t) => {
+  const first = await startEcho(t)
+  const port = first.server.port
+  // Without the watch, the attempt after the restart would wait up to a minute.
+  const client = connect(echo, first.server.url('/echo'), { WebSocket: WsWebSocket as unknown as WebSocketConstructor, reconnect: { initialDelay: 60_000, maxDelay: 60_000 } })
+  t.teardown(() => client.close())
+  await waitState(client, 'open')
+  await first.server.app.close()
+  await waitState(client, 'reconnecting')
+  await sleep(1500)
+  const second = await startEcho(t, port)
+  await waitState(client, 'open', 8000)
+  t.ok(second.plainGets >= 1, `the server answered the client's check (${second.plainGets} plain GETs)`)
+  client.send({ type: 'say', text: 'back' })
+  await until(() => second.received.length === 1, 5000, 'the message after the restart')
+})
