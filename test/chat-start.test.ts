@@ -2,7 +2,8 @@
 // the Redis recipe's own command line.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
@@ -33,7 +34,9 @@ t.test('npm start on a port in use says so and says to set PORT', async (t) => {
   const taken: Server = createServer()
   await new Promise<void>((resolve) => taken.listen(port, '127.0.0.1', resolve))
   t.teardown(() => { taken.close() })
-  const { code, output } = await runServer({ PORT: String(port) })
+  const dir = mkdtempSync(join(tmpdir(), 'chat-secret-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const { code, output } = await runServer({ PORT: String(port), CHAT_SECRET_FILE: join(dir, '.chat-secret') })
   t.equal(code, 1)
   t.equal(output.trim(), `Port ${port} on 127.0.0.1 is already in use (another copy of this example, or another server). ` +
     `Set PORT to a free one, e.g. PORT=${port + 1} npm start`)
