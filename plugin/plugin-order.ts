@@ -23,12 +23,13 @@ function carriesWebsocket (routeOptions: WebSocketRouteOptions): boolean {
  * its websocket routes, and app.ready() fails on the first one the plugin did not take.
  */
 function watch ({ fastify }: { fastify: FastifyInstance }): void {
-  const routes: WebSocketRouteOptions[] = []
-  fastify.addHook('onRoute', function (routeOptions: WebSocketRouteOptions) {
-    if (carriesWebsocket(routeOptions)) routes.push(routeOptions)
+  const routes: Array<{ options: WebSocketRouteOptions, instance: FastifyInstance }> = []
+  fastify.addHook('onRoute', function (this: FastifyInstance, routeOptions: WebSocketRouteOptions) {
+    if (carriesWebsocket(routeOptions)) routes.push({ options: routeOptions, instance: this })
   })
   fastify.addHook('onReady', async function () {
-    const missed = routes.find(r => r[kTaken] !== true)
+    // @fastify/websocket reads the same route option: its routes are not ours to claim.
+    const missed = routes.find(r => r.options[kTaken] !== true && !r.instance.hasDecorator('websocketServer'))?.options
     if (missed !== undefined) throw new FST_WS_PLUGIN_NOT_REGISTERED(`${String(missed.method)} ${missed.url}`)
   })
 }

@@ -66,6 +66,15 @@ t.test('a route in a sibling scope of an encapsulated registration', async (t) =
   t.match(err.message, 'Route "GET /outside"')
 })
 
+t.test('routes of @fastify/websocket, which reads the same option, are left to it', async (t) => {
+  const app = Fastify()
+  await app.register(require('@fastify/websocket'))
+  app.get('/theirs', { websocket: true }, () => {})
+  await app.ready()
+  t.pass('app.ready() resolved')
+  await app.close()
+})
+
 t.test('the right order, and routes with websocket: false, start and serve', async (t) => {
   const server = await startServer(t, async (app) => {
     app.get('/plain', { websocket: false } as never, async () => 'plain')
