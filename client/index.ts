@@ -611,7 +611,11 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
         if (back) this.#schedule(Math.random() * WATCH_INTERVAL)
         else if (due - Date.now() > 2 * WATCH_INTERVAL) this.#watchServer(due)
       }
-      fetch(target, init).then((response) => answered(opaque || response.status < 500), () => answered(false))
+      fetch(target, init).then(async (response) => {
+        // read to the end, so that the connection is free again
+        await response.text().catch(() => '')
+        answered(opaque || response.status < 500)
+      }, () => answered(false))
     }, WATCH_INTERVAL)
   }
 
