@@ -140,7 +140,7 @@ function defineTests (): void {
     const counts: Counts = { upgrades: 0, plainGets: 0, received: [] }
     const server = await start(t, counts)
     const page = await openPage(t, `http://127.0.0.1:${server.port}/`)
-    await page.evaluate(`(() => { window.__t.client = window.__t.connect({}, '/same-host') })()`)
+    await page.evaluate('(() => { window.__t.client = window.__t.connect({}, \'/same-host\') })()')
     await waitFor(page, 'window.__t.client.state === "open"', 'open')
     await page.evaluate('window.__t.client.close()')
     const message = await read<string>(page, `(() => {
