@@ -35,8 +35,11 @@ export interface StateInfo {
 }
 
 export interface Refusal {
+  /** The status of the server's answer to a plain GET; 0 when the browser hid it (see `reason`). */
   status: number
   body: string
+  /** With status 0: why the client concluded that the server refuses this page. */
+  reason?: string | undefined
 }
 
 type QueryValue = string | number | boolean | null | undefined
@@ -44,20 +47,20 @@ export type Query = Record<string, QueryValue>
 
 export interface HeartbeatOptions {
   /** Milliseconds between heartbeats. Default 10000. */
-  interval?: number
+  interval?: number | undefined
   /** Milliseconds to wait for the answer before reconnecting. Default 5000. */
-  timeout?: number
+  timeout?: number | undefined
 }
 
 export interface ReconnectOptions {
   /** Upper bound of the first delay in ms. Default 500. */
-  initialDelay?: number
+  initialDelay?: number | undefined
   /** Largest delay in ms. Default 30000. */
-  maxDelay?: number
+  maxDelay?: number | undefined
   /** Growth of the bound per attempt. Default 2. */
-  factor?: number
+  factor?: number | undefined
   /** Give up (state `closed`) after this many attempts in a row. Default Infinity. */
-  maxAttempts?: number
+  maxAttempts?: number | undefined
 }
 
 /** The parts of the WHATWG WebSocket the client uses (browsers, Node 22+, undici, ws). */
@@ -75,37 +78,43 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 
 export interface ClientOptions<C extends Contract = Contract, Tag extends string = 'type'> {
   /** The WebSocket class: default the global one; in Node 20 pass `ws`'s (any WHATWG-style WebSocket class). */
-  WebSocket?: WebSocketConstructor | (new (...args: never[]) => object)
+  WebSocket?: WebSocketConstructor | (new (...args: never[]) => object) | undefined
   /** Added to the URL's query string; a function is called before every attempt. */
-  query?: Query | ((client: Client<C, Tag>) => Query)
+  query?: Query | ((client: Client<C, Tag>) => Query) | undefined
+  /**
+   * Node only: headers sent with every attempt's upgrade and refusal probe, e.g. `{ authorization: 'Bearer …' }`;
+   * a function is called before every attempt. Works with `ws` and Node 22's global WebSocket. A browser's
+   * WebSocket cannot send headers: there, pass a token in `query`, a cookie, or `protocols`.
+   */
+  headers?: Record<string, string> | ((client: Client<C, Tag>) => Record<string, string>) | undefined
   /** Subprotocols to offer; a function is called before every attempt. */
-  protocols?: string | string[] | ((client: Client<C, Tag>) => string | string[] | undefined)
+  protocols?: string | string[] | ((client: Client<C, Tag>) => string | string[] | undefined) | undefined
   /** The discriminator of the outbound union that `on(tag)` matches. Default `'type'`. */
-  tag?: Tag
+  tag?: Tag | undefined
   /** Reconnect settings, or `false` never to reconnect. */
-  reconnect?: ReconnectOptions | false
+  reconnect?: ReconnectOptions | false | undefined
   /** Close codes after which the client does not reconnect (besides 1002, 1003, 1007–1010). */
-  noReconnect?: number[]
+  noReconnect?: number[] | undefined
   /** Send a heartbeat (needs `heartbeat: true` on the route). Default off; `true` = 10 s / 5 s. */
-  heartbeat?: HeartbeatOptions | boolean
+  heartbeat?: HeartbeatOptions | boolean | undefined
   /** Bounds of the queue of sends made while not open. Default 1000 messages, 1 MiB. */
-  maxQueue?: { messages?: number, bytes?: number }
+  maxQueue?: { messages?: number | undefined, bytes?: number | undefined } | undefined
   /** Default timeout of `request()` in ms. Default 10000. */
-  requestTimeout?: number
+  requestTimeout?: number | undefined
   /** The integer field holding a topic offset; the client keeps the highest seen per key. */
-  offsetField?: string
+  offsetField?: string | undefined
   /** The key a message's offset belongs to. Default: one key, `''`. */
-  offsetKey?: (msg: OutboundOf<C>) => string
+  offsetKey?: ((msg: OutboundOf<C>) => string) | undefined
   /** Check server messages against `outbound` with TypeBox (loaded on demand). Default `false`. */
-  validate?: boolean
+  validate?: boolean | undefined
   /** How long the refusal probe (a plain GET) may take, in ms. Default 10000. */
-  probeTimeout?: number
+  probeTimeout?: number | undefined
 }
 
 export interface RequestOptions {
   /** Milliseconds to wait for the answer; default the client's `requestTimeout`. */
-  timeout?: number
-  signal?: AbortSignal
+  timeout?: number | undefined
+  signal?: AbortSignal | undefined
 }
 
 class ClientError extends Error {
@@ -179,11 +188,20 @@ interface Pending {
   cleanup (): void
 }
 
+interface ProbeInit { signal: AbortSignal, cache: string, credentials: string, mode?: string, headers?: Record<string, string> }
+
 interface Globals {
   WebSocket?: WebSocketConstructor
   location?: { href: string }
-  fetch?: (url: string, init: { signal: AbortSignal, cache: string, credentials: string }) => Promise<{ status: number, text (): Promise<string> }>
+  fetch?: (url: string, init: ProbeInit) => Promise<{ status: number, text (): Promise<string> }>
+  process?: { versions?: { node?: string } }
 }
+
+// Attempts in a row that a browser's CORS rules hid the refusal of, before the client says so.
+const HIDDEN_REFUSALS = 3
+// While a retry waits longer than two of these, the client asks once per interval whether the
+// server answers plain requests again, and then tries within one interval instead.
+const WATCH_INTERVAL = 1000
 
 function utf8Length (text: string): number {
   let bytes = text.length
@@ -231,7 +249,11 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   #probe: AbortController | undefined = undefined
   // Request ids are `<prefix>-<n>`: the prefix keeps two clients in one page or process apart.
   readonly #requestPrefix = requestPrefix() + '-'
+  #watchTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  #watch: AbortController | undefined = undefined
   #requestSeq = 0
+  // Attempts in a row that failed before open while the server answered plain requests, from another origin.
+  #hiddenRefusals = 0
   #check: ((value: unknown) => string | undefined) | undefined = undefined
 
   constructor (contract: C, url: string | URL, options: ClientOptions<C, Tag> = {}) {
@@ -239,6 +261,9 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     const WebSocket = (options.WebSocket ?? globals.WebSocket) as WebSocketConstructor | undefined
     if (typeof WebSocket !== 'function') {
       throw new TypeError('No global WebSocket: pass one, e.g. connect(contract, url, { WebSocket }) with `ws`')
+    }
+    if (options.headers !== undefined && typeof globals.process?.versions?.node !== 'string') {
+      throw new TypeError('headers: a browser\'s WebSocket cannot send headers; pass the token in query, a cookie, or protocols')
     }
     this.#WebSocket = WebSocket
     this.#options = options
@@ -382,6 +407,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   }
 
   #open (): void {
+    this.#stopWatching()
     this.attempt++
     const options = this.#options
     const url = new URL(this.#url)
@@ -390,9 +416,10 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       if (value !== undefined && value !== null) url.searchParams.set(name, String(value))
     }
     const protocols = typeof options.protocols === 'function' ? options.protocols(this) : options.protocols
+    const headers = typeof options.headers === 'function' ? options.headers(this) : options.headers
     let socket: WebSocketLike
     try {
-      socket = protocols === undefined ? new this.#WebSocket(url.href) : new this.#WebSocket(url.href, protocols)
+      socket = this.#create(url.href, protocols, headers)
     } catch (err) {
       // A malformed URL or subprotocol: retrying cannot fix it.
       this.closeReason = (err as Error).message
@@ -405,14 +432,17 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     socket.onopen = () => {
       opened = true
       this.attempt = 0
+      this.#hiddenRefusals = 0
       this.refusal = undefined
       // What waited goes first, before anything sent once the state says open.
       const queue = this.#queue
       this.#queue = []
       this.#queuedBytes = 0
       for (let i = 0; i < queue.length; i += 2) {
-        socket.send(queue[i])
-        const pending = queue[i + 1] === '' ? undefined : this.#pending.get(queue[i + 1])
+        // The queue holds pairs: a message's text, then its request id or ''.
+        socket.send(queue[i] as string)
+        const id = queue[i + 1] as string
+        const pending = id === '' ? undefined : this.#pending.get(id)
         if (pending !== undefined) pending.sentOn = socket
       }
       this.#startHeartbeat()
@@ -424,16 +454,29 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       if (!opened) {
         // Only the last connection that opened sets closeCode; a failed attempt says 1006 only.
         this.#detach()
-        this.#failedBeforeOpen(url.href)
+        this.#failedBeforeOpen(url.href, headers)
         return
       }
       this.closeCode = event.code
       this.closeReason = event.reason
+      if (event.code === 1007 && this.#heartbeatSentAt !== 0 && /JSON/.test(event.reason)) {
+        // The route parsed the heartbeat (an empty text message) as a message.
+        this.closeReason = `${event.reason} (the route does not answer heartbeats: set heartbeat: true on it, or turn the client's heartbeat off)`
+      }
       this.#detach()
       this.#lost(event.code)
     }
     if (this.state === 'reconnecting' || this.attempt > 1) return
     this.#setState('connecting')
+  }
+
+  /** A WebSocket for one attempt; with headers, in the form its class takes them. */
+  #create (href: string, protocols: string | string[] | undefined, headers: Record<string, string> | undefined): WebSocketLike {
+    const WebSocket = this.#WebSocket as unknown as new (...args: unknown[]) => WebSocketLike
+    if (headers === undefined) return protocols === undefined ? new WebSocket(href) : new WebSocket(href, protocols)
+    // `ws` takes (url, protocols, options); undici's (Node's global) takes (url, { protocols, headers }).
+    if (typeof (WebSocket.prototype as { ping?: unknown }).ping === 'function') return new WebSocket(href, protocols ?? [], { headers })
+    return new WebSocket(href, protocols === undefined ? { headers } : { protocols, headers })
   }
 
   #receive (data: unknown): void {
@@ -540,41 +583,113 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     }
     // Full jitter: anywhere between 0 and the exponential bound.
     const bound = Math.min(maxDelay, initialDelay * factor ** Math.max(0, this.attempt - 1))
+    const wait = Math.random() * bound
+    this.#schedule(wait)
+    if (wait > 2 * WATCH_INTERVAL) this.#watchServer(Date.now() + wait)
+    if (this.state !== 'reconnecting') this.#setState('reconnecting')
+  }
+
+  #schedule (wait: number): void {
+    clearTimeout(this.#retryTimer)
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined
       this.#open()
-    }, Math.random() * bound)
-    if (this.state !== 'reconnecting') this.#setState('reconnecting')
+    }, wait)
+  }
+
+  /**
+   * A long backoff outlives a short outage (a restart): until the attempt is due, a plain GET
+   * once per WATCH_INTERVAL tells when the server answers again, and the attempt is moved up.
+   */
+  #watchServer (due: number): void {
+    const globals = globalThis as Globals
+    const fetch = globals.fetch
+    if (fetch === undefined) return
+    const target = this.#url.replace(/^ws/, 'http')
+    const page = globals.location === undefined ? undefined : new URL(globals.location.href).origin
+    // From another origin only an opaque answer can be had: that it came at all.
+    const opaque = page !== undefined && new URL(target).origin !== page
+    this.#watchTimer = setTimeout(() => {
+      this.#watchTimer = undefined
+      const watch = this.#watch = new AbortController()
+      const timer = setTimeout(() => watch.abort(), WATCH_INTERVAL)
+      const init: ProbeInit = { signal: watch.signal, cache: 'no-store', credentials: 'same-origin' }
+      if (opaque) init.mode = 'no-cors'
+      const answered = (back: boolean): void => {
+        clearTimeout(timer)
+        if (this.#watch !== watch) return
+        this.#watch = undefined
+        if (this.#retryTimer === undefined) return
+        // Back (a proxy's 502 or 503 is not the server): try soon, spread over one interval.
+        if (back) this.#schedule(Math.random() * WATCH_INTERVAL)
+        else if (due - Date.now() > 2 * WATCH_INTERVAL) this.#watchServer(due)
+      }
+      fetch(target, init).then(async (response) => {
+        // read to the end, so that the connection is free again
+        await response.text().catch(() => '')
+        answered(opaque || response.status < 500)
+      }, () => answered(false))
+    }, WATCH_INTERVAL)
+  }
+
+  #stopWatching (): void {
+    clearTimeout(this.#watchTimer)
+    this.#watchTimer = undefined
+    this.#watch?.abort()
+    this.#watch = undefined
   }
 
   /**
    * The attempt closed before it opened: a browser shows only 1006. Fastify's hooks run
    * before the handshake checks, so a plain GET on the same URL learns their answer.
    */
-  #failedBeforeOpen (href: string): void {
-    const fetch = (globalThis as Globals).fetch
+  #failedBeforeOpen (href: string, headers: Record<string, string> | undefined): void {
+    const globals = globalThis as Globals
+    const fetch = globals.fetch
     if (fetch === undefined) return this.#retry()
     const probe = this.#probe = new AbortController()
     const timer = setTimeout(() => probe.abort(), this.#options.probeTimeout ?? 10_000)
-    const done = (refusal: Refusal | undefined): void => {
+    const target = href.replace(/^ws/, 'http')
+    const page = globals.location === undefined ? undefined : new URL(globals.location.href).origin
+    const crossOrigin = page !== undefined && new URL(target).origin !== page
+    const done = (refusal: Refusal | undefined, hidden = false): void => {
       clearTimeout(timer)
       if (this.#probe !== probe) return
       this.#probe = undefined
+      this.#hiddenRefusals = hidden ? this.#hiddenRefusals + 1 : 0
+      if (hidden && this.#hiddenRefusals >= HIDDEN_REFUSALS) {
+        // The same every time: the server answers plain requests but refuses this page's upgrade.
+        const reason = `the server refused the WebSocket ${this.#hiddenRefusals} times in a row while answering plain requests: ` +
+          `this page's origin (${page as string}) is most likely not allowed by the route's checkOrigin ` +
+          '(a 403 that the browser does not show to another origin); allow it in checkOrigin on the server'
+        refusal = { status: 0, body: '', reason }
+        this.closeReason = reason
+      }
       if (refusal === undefined) return this.#retry()
       this.refusal = refusal
       this.#finish('refused')
     }
-    fetch(href.replace(/^ws/, 'http'), { signal: probe.signal, cache: 'no-store', credentials: 'same-origin' }).then(async (response) => {
+    const init: ProbeInit = { signal: probe.signal, cache: 'no-store', credentials: 'same-origin' }
+    if (headers !== undefined) init.headers = headers
+    fetch(target, init).then(async (response) => {
       const { status } = response
       const body = await response.text().catch(() => '')
-      // 400 and 426 are what a plain GET gets once the hooks let it through; 5xx may pass.
-      done(status < 400 || status >= 500 || status === 400 || status === 426 ? undefined : { status, body })
-    }, () => done(undefined))
+      // 400 and 426 are what a plain GET gets once the hooks let it through: then only the
+      // upgrade's own checks refused it, and from another origin the origin check most likely.
+      if (status === 400 || status === 426) return done(undefined, crossOrigin)
+      // 5xx may pass.
+      done(status < 400 || status >= 500 ? undefined : { status, body })
+    }, () => {
+      if (!crossOrigin) return done(undefined)
+      // CORS hid the answer, or the network failed: an opaque (no-cors) request tells them apart.
+      fetch(target, { ...init, mode: 'no-cors' }).then(() => done(undefined, true), () => done(undefined))
+    })
   }
 
   #finish (state: 'closed' | 'refused'): void {
     clearTimeout(this.#retryTimer)
     this.#retryTimer = undefined
+    this.#stopWatching()
     this.#probe?.abort()
     this.#probe = undefined
     for (const [, pending] of this.#pending) {

@@ -13,6 +13,9 @@ import { compileRoutes, ConnectionCount, createRouteHook, type PluginState } fro
 import { TopicNode, type TopicOptions } from './topics'
 import { createUpgradeListener } from './upgrade'
 import { checkInternals } from './internals'
+import { watchPluginOrder } from './plugin-order'
+
+watchPluginOrder()
 
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
   // Fastify passes its own register options (prefix, logLevel...) along with ours.

@@ -57,6 +57,42 @@ function fail (where: string, message: string): never {
   throw new FST_WS_INVALID_OPTION(where, message)
 }
 
+/** Edits (insert, delete, replace, swap two neighbours) from one name to another, case aside. */
+function distance (a: string, b: string): number {
+  a = a.toLowerCase()
+  b = b.toLowerCase()
+  const rows: number[][] = []
+  for (let i = 0; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row.push(j)
+        continue
+      }
+      const up = rows[i - 1] as number[]
+      let best = Math.min(up[j] as number + 1, row[j - 1] as number + 1, up[j - 1] as number + (a[i - 1] === b[j - 1] ? 0 : 1))
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, (rows[i - 2] as number[])[j - 2] as number + 1)
+      row.push(best)
+    }
+    rows.push(row)
+  }
+  return (rows[a.length] as number[])[b.length] as number
+}
+
+/** `unknown option "x"`, with the closest known name when one is near enough to be a typo. */
+function unknownOption (name: string, known: Iterable<string>): string {
+  let closest: string | undefined
+  let best = Math.max(2, Math.floor(name.length / 4)) + 1
+  for (const candidate of known) {
+    const d = distance(name, candidate)
+    if (d < best) {
+      best = d
+      closest = candidate
+    }
+  }
+  return `unknown option "${name}"` + (closest === undefined ? '' : `; did you mean "${closest}"?`)
+}
+
 function checkCount (where: string, name: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
     fail(where, `${name} must be an integer >= ${min}, got ${String(value)}`)
@@ -129,7 +165,7 @@ function checkRateLimit (where: string, value: unknown): void {
   }
   const limit = value as Record<string, unknown>
   for (const key of Object.keys(limit)) {
-    if (!rateLimitKeys.has(key)) fail(where, `rateLimit: unknown option "${key}"`)
+    if (!rateLimitKeys.has(key)) fail(where, `rateLimit: ${unknownOption(key, rateLimitKeys)}`)
   }
   checkCount(where, 'rateLimit.messages', limit.messages, 1)
   if (limit.bytes !== undefined) checkCount(where, 'rateLimit.bytes', limit.bytes, 1)
@@ -140,6 +176,8 @@ function checkRateLimit (where: string, value: unknown): void {
 }
 
 const knownPluginOptions = new Set(Object.keys(defaults))
+// What a typo among the plugin's options may have meant: also the options index.ts takes first.
+const pluginOptionNames = [...knownPluginOptions, 'broker', 'maxBufferedTotal']
 
 // Resolved options whose pingTimeout was set explicitly rather than following pingInterval.
 const explicitPingTimeout = new WeakSet<ConnectionOptions>()
@@ -160,7 +198,7 @@ function mergeOptions (base: ConnectionOptions, input: Input, where: string, kno
     const value = input[name]
     if (value === undefined) continue
     if (name === 'maxBufferedTotal') fail(where, 'maxBufferedTotal is an option of the plugin, for the whole server, not of a route')
-    if (!known.has(name)) fail(where, `unknown option "${name}"`)
+    if (!known.has(name)) fail(where, unknownOption(name, known === knownPluginOptions ? pluginOptionNames : known))
     checkOption(where, name, value)
     if (name === 'rateLimit') {
       const { messages, bytes, interval, action } = value as RateLimit

@@ -15,6 +15,8 @@ import type { KeepaliveClocks } from './keepalive'
 import type { ClientRegistry } from './registry'
 import type { SendBudget } from './budget'
 import { destroyOnError, pendingUpgrades } from './upgrade'
+import { markTaken } from './plugin-order'
+import { routeOutbound, type RouteOutbound } from './outbound-fit'
 
 /** What the plugin shares between its hooks. */
 export interface PluginState {
@@ -54,6 +56,8 @@ interface CompiledRoute extends RouteRuntime {
   selectSubprotocol: SubprotocolSelector | undefined
   connections: ConnectionCount
   http: Handler | undefined
+  /** What topics check a subscriber's route against. */
+  outbound: RouteOutbound
 }
 
 export interface WebSocketRoute {
@@ -115,6 +119,7 @@ export function createRouteHook (state: PluginState) {
   return function onRoute (this: FastifyInstance, routeOptions: RouteOptions & { websocket?: unknown }): void {
     const input = routeOptions.websocket
     if (input === undefined || input === false) return
+    markTaken(routeOptions)
     const methods = methodsOf(routeOptions)
     const handler = routeOptions.handler as unknown
     // (A broken handler fails app.ready() on its GET route; its twin need not throw too.)
@@ -200,7 +205,8 @@ export function compileRoutes (state: PluginState): void {
       subprotocols: options.subprotocols,
       selectSubprotocol: options.selectSubprotocol,
       connections: new ConnectionCount(options.maxConnections),
-      http: settings.http
+      http: settings.http,
+      outbound: { url: route.url, codec }
     }
     state.maxCloseTimeout = Math.max(state.maxCloseTimeout, options.closeTimeout)
   }
@@ -299,5 +305,6 @@ function opened (state: PluginState, compiled: CompiledRoute, request: FastifyRe
       onRoute.count--
     })
   }
+  routeOutbound.set(ws, compiled.outbound)
   new WebSocketConnection(ws, socket, request, compiled).start()
 }

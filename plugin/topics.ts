@@ -8,9 +8,10 @@ import { publishChannel } from './diagnostics'
 import { createAjv, explainValidation } from './codec'
 import { buildFrame } from './internals'
 import type { WebSocketConnection } from './connection'
+import { exampleMessage, outboundRefusal, routeOutbound, type RouteOutbound } from './outbound-fit'
 import {
-  FST_WS_BROKER_UNAVAILABLE, FST_WS_DUPLICATE_TOPIC, FST_WS_INVALID_OPTION, FST_WS_INVALID_OUTBOUND,
-  FST_WS_INVALID_PRESENCE, WebSocketClosedError
+  FST_WS_DUPLICATE_TOPIC, FST_WS_INVALID_OPTION, FST_WS_INVALID_OUTBOUND,
+  FST_WS_INVALID_PRESENCE, FST_WS_OUTBOUND_CANNOT_HOLD, FST_WS_TOPIC_NOT_READY, WebSocketClosedError
 } from './errors'
 
 type Json = Record<string, unknown>
@@ -107,6 +108,9 @@ export class Topic {
   readonly #keys = new Map<string, KeyState>()
   // Broker unsubscribes still under way, per key: a new first subscriber waits for it.
   readonly #leaving = new Map<string, Promise<void>>()
+  // A message of the topic (null: none found), and per route serializer why it cannot send it ('' when it can).
+  #example: { value: unknown } | null | undefined = undefined
+  readonly #refusals = new WeakMap<object, string>()
 
   constructor (node: TopicNode, name: string, options: TopicOptions, schemas: Json) {
     const where = `Topic "${name}"`
@@ -165,7 +169,7 @@ export class Topic {
       const text = this.#stringify({ ...(message as Json), [field]: 0 })
       body = text.slice(head.length + 1)
     }
-    const broker = this.#node.broker()
+    const broker = this.#node.broker(this.name, 'publish')
     const except = options?.except
     // Only a key with local subscribers has a delivery to skip on this node.
     const state = except === undefined ? undefined : this.#keys.get(key)
@@ -206,7 +210,8 @@ export class Topic {
       presence = JSON.stringify(options.presence)
     }
     if (socket.raw.readyState !== WebSocket.OPEN) throw new WebSocketClosedError('CLOSED')
-    const broker = this.#node.broker()
+    this.#checkOutbound(socket)
+    const broker = this.#node.broker(this.name, 'subscribe')
     const member = this.#node.member(socket)
     let state = this.#keys.get(key)
     const existing = state?.sockets.has(socket) === true || state?.joining.has(socket) === true
@@ -275,6 +280,29 @@ export class Topic {
     return { offset, recovered }
   }
 
+  /**
+   * Topic frames bypass the socket's serializer: a route whose outbound cannot hold the
+   * topic's messages would send what it never declared. Checked once per route, with an
+   * example message of the topic (TypeScript checks the same at compile time).
+   */
+  #checkOutbound (socket: WebSocketConnection): void {
+    // Every connection is opened by a route, which registered its serializer first.
+    const route = routeOutbound.get(socket.raw) as RouteOutbound
+    let refusal = this.#refusals.get(route.codec)
+    if (refusal === undefined) {
+      if (this.#example === undefined) {
+        const field = this.#offsetField
+        this.#example = exampleMessage(this.description.message, (value) => {
+          return value !== null && typeof value === 'object' && this.#validate(field === undefined ? value : { ...value, [field]: 1 })
+        }) ?? null
+      }
+      const example = this.#example
+      refusal = example === null ? '' : outboundRefusal(route.codec, this.#offsetField === undefined ? example.value : { ...(example.value as Json), [this.#offsetField]: 1 }) ?? ''
+      this.#refusals.set(route.codec, refusal)
+    }
+    if (refusal !== '') throw new FST_WS_OUTBOUND_CANNOT_HOLD(this.name, route.url, refusal)
+  }
+
   /** A message from the broker: one frame, written to every local subscriber. */
   deliver (key: string, entry: BrokerEntry): void {
     const state = this.#keys.get(key)
@@ -311,7 +339,7 @@ export class Topic {
       for (const entry of member.keys) if (entry[0] === this && entry[1] === key) member.keys.delete(entry)
     }
     const was = state.sockets.delete(socket) || state.joining.delete(socket)
-    const broker = this.#node.broker()
+    const broker = this.#node.broker(this.name, 'unsubscribe')
     const left = this.#release(key, state)
     if (was && member !== undefined && this.#validatePresence !== undefined) {
       await broker.leave(this.settings, key, member.id)
@@ -323,7 +351,7 @@ export class Topic {
   #release (key: string, state: KeyState): Promise<void> | undefined {
     if (state.sockets.size > 0 || state.joining.size > 0 || this.#keys.get(key) !== state) return undefined
     this.#keys.delete(key)
-    const broker = this.#node.broker()
+    const broker = this.#node.broker(this.name, 'unsubscribe')
     // Released while the broker is still subscribing: leave once it has (nothing to leave if it failed).
     const left = state.subscribed
       ? broker.unsubscribe(this.settings, key)
@@ -343,7 +371,7 @@ export class Topic {
   async history (key: string, options?: { since?: number, limit?: number }): Promise<Array<{ offset: number, message: unknown }>> {
     const bad = keyError(this.name, key)
     if (bad !== undefined) throw bad
-    const entries = await this.#node.broker().history(this.settings, key, {
+    const entries = await this.#node.broker(this.name, 'history').history(this.settings, key, {
       since: options?.since,
       limit: options?.limit ?? this.settings.history
     })
@@ -353,7 +381,7 @@ export class Topic {
   async presence (key: string): Promise<unknown[]> {
     const bad = keyError(this.name, key)
     if (bad !== undefined) throw bad
-    const members = await this.#node.broker().presence(this.settings, key)
+    const members = await this.#node.broker(this.name, 'presence').presence(this.settings, key)
     return members.map(m => JSON.parse(m))
   }
 
@@ -404,9 +432,13 @@ export class TopicNode implements BrokerSink {
     return this.#tagPrefix + (++this.#tags).toString(36)
   }
 
-  broker (): Broker {
-    if (this.#closed) throw new FST_WS_BROKER_UNAVAILABLE('the app is closed')
-    if (!this.#started) throw new FST_WS_BROKER_UNAVAILABLE('the app is not ready yet')
+  /** The broker, once the app is ready and until it is closed; `topic` and `method` name the call that needs it. */
+  broker (topic: string, method: string): Broker {
+    if (this.#closed) throw new FST_WS_TOPIC_NOT_READY(topic, method, 'after the app was closed')
+    if (!this.#started) {
+      throw new FST_WS_TOPIC_NOT_READY(topic, method,
+        'before the app was ready: topics work once "await app.ready()" or "await app.listen()" has resolved (in routes, in onReady hooks, or after listen)')
+    }
     return this.#broker
   }
 

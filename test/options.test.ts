@@ -227,13 +227,32 @@ t.test('hooks must be functions', async (t) => {
   t.equal(route.options.maxMessageSize, 5)
 })
 
+t.test('a typo\'d option suggests the name it was near', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['pingIntervall', 'pingInterval'],
+    ['maxmessagesize', 'maxMessageSize'],
+    ['pingTiemout', 'pingTimeout'],
+    ['checkorigin', 'checkOrigin'],
+    ['brokr', 'broker'],
+    ['maxBufferedTotl', 'maxBufferedTotal'],
+    ['compresion', 'compression']
+  ]
+  for (const [typo, meant] of cases) {
+    t.throws(() => resolvePluginOptions({ [typo]: 1 }), { message: `fastify-typed-websocket options: unknown option "${typo}"; did you mean "${meant}"?` }, typo)
+  }
+  t.throws(() => resolveRouteOptions(defaults, { mesage () {} }, '/r'), { message: 'Route "/r": unknown option "mesage"; did you mean "message"?' })
+  t.throws(() => resolveRouteOptions(defaults, { outbund: {} }, '/r'), { message: 'Route "/r": unknown option "outbund"; did you mean "outbound"?' })
+  t.throws(() => resolveRouteOptions(defaults, { broker: {} }, '/r'), { message: 'Route "/r": unknown option "broker"' }, 'a plugin-only name is not suggested on a route')
+  t.throws(() => resolvePluginOptions({ timeout: 1 }), { message: 'fastify-typed-websocket options: unknown option "timeout"' }, 'nothing near enough')
+})
+
 t.test('unknown options', async (t) => {
-  t.throws(() => resolvePluginOptions({ maxMesageSize: 1 }), invalidOption(where, /^fastify-typed-websocket options: unknown option "maxMesageSize"$/))
+  t.throws(() => resolvePluginOptions({ maxMesageSize: 1 }), invalidOption(where, /^fastify-typed-websocket options: unknown option "maxMesageSize"; did you mean "maxMessageSize"\?$/))
   for (const routeOnly of ['inbound', 'outbound', 'binary', 'message', 'close', 'ping', 'pong', 'error', 'invalidMessage']) {
     t.throws(() => resolvePluginOptions({ [routeOnly]: {} }), invalidOption(where, new RegExp(`unknown option "${routeOnly}"$`)),
       `${routeOnly} is a route option, not a plugin option`)
   }
-  t.throws(() => resolveRouteOptions(defaults, { onMessage () {} }, '/r'), invalidOption('Route "/r"', /^Route "\/r": unknown option "onMessage"$/))
+  t.throws(() => resolveRouteOptions(defaults, { onMessage () {} }, '/r'), invalidOption('Route "/r"', /^Route "\/r": unknown option "onMessage"; did you mean "message"\?$/))
   t.throws(() => resolvePluginOptions({ nope: 1 }, 'custom place'), { message: 'custom place: unknown option "nope"' }, 'where names the source')
 })
 
@@ -270,7 +289,8 @@ t.test('rateLimit is checked', async (t) => {
   const bad: Array<[unknown, RegExp]> = [
     [null, /rateLimit must be an object \{ messages, bytes\?, interval, action \}/],
     [[], /rateLimit must be an object/],
-    [{ messages: 1, interval: 1, action: 'pause', burst: 2 }, /rateLimit: unknown option "burst"/],
+    [{ messages: 1, interval: 1, action: 'pause', burst: 2 }, /rateLimit: unknown option "burst"$/],
+    [{ messages: 1, interval: 1, action: 'pause', byte: 2 }, /rateLimit: unknown option "byte"; did you mean "bytes"\?$/],
     [{ interval: 1, action: 'pause' }, /rateLimit\.messages must be an integer >= 1, got undefined/],
     [{ messages: 1, bytes: 0, interval: 1, action: 'pause' }, /rateLimit\.bytes must be an integer >= 1, got 0/],
     [{ messages: 1, interval: 0.5, action: 'pause' }, /rateLimit\.interval must be an integer >= 1, got 0\.5/],

@@ -91,7 +91,7 @@ t.test('app.close() unsubscribes every socket, even those of another app', async
   t.same(await rooms.presence('a'), [{ name: 'guest' }])
   await home.close()
   t.equal(rooms.subscribers('a').size + rooms.subscribers('b').size, 0, 'the topic has no subscribers left')
-  await t.rejects(rooms.publish('a', said('after')), { code: 'FST_WS_BROKER_UNAVAILABLE', message: /closed/ })
+  await t.rejects(rooms.publish('a', said('after')), { code: 'FST_WS_TOPIC_NOT_READY', message: /closed/ })
   // The sockets belong to the other app, which is still running: they stay open.
   const echo = messages(clients[0], 1)
   await sockets[0].send(JSON.stringify({ still: 'open' }))

@@ -79,7 +79,7 @@ export interface Broker {
   /** This node's last local subscriber for the key has left. */
   unsubscribe (topic: BrokerTopic, key: string): Promise<void>
   /** Stored entries in offset order: with `since`, the oldest `limit` after it; without, the newest `limit`. */
-  history (topic: BrokerTopic, key: string, options: { since?: number, limit?: number }): Promise<BrokerEntry[]>
+  history (topic: BrokerTopic, key: string, options: { since?: number | undefined, limit?: number | undefined }): Promise<BrokerEntry[]>
   /** Adds (or replaces) one presence member of the key, owned by this node. `id` is unique per socket. */
   join (topic: BrokerTopic, key: string, id: string, data: string): Promise<void>
   /** Removes one member this node added. */

@@ -44,10 +44,11 @@ declare module 'fastify' {
     websocketTopic<
       Message extends fastifyTypedWebsocket.MessageSchema,
       OffsetField extends string & keyof fastifyTypedWebsocket.StaticOf<Message> = never,
-      Presence extends fastifyTypedWebsocket.MessageSchema | undefined = undefined
-    > (name: string, options: fastifyTypedWebsocket.TopicOptions<Message, OffsetField, Presence>):
+      Presence extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
+      const Name extends string = string
+    > (name: Name, options: fastifyTypedWebsocket.TopicOptions<Message, OffsetField, Presence>):
     fastifyTypedWebsocket.Topic<fastifyTypedWebsocket.StaticOf<Message>, OffsetField,
-        Presence extends fastifyTypedWebsocket.MessageSchema ? fastifyTypedWebsocket.StaticOf<Presence> : never>
+        Presence extends fastifyTypedWebsocket.MessageSchema ? fastifyTypedWebsocket.StaticOf<Presence> : never, Name>
 
     route<
       RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
@@ -117,7 +118,7 @@ declare namespace fastifyTypedWebsocket {
 
   export interface SendOptions {
     /** Send as a binary frame; the default is text for strings and objects, binary for Buffers. */
-    binary?: boolean
+    binary?: boolean | undefined
   }
 
   /**
@@ -187,7 +188,7 @@ declare namespace fastifyTypedWebsocket {
   /** A token bucket per connection: `messages` (and `bytes`) per `interval` ms, which is also the burst allowed. */
   export interface RateLimitOptions {
     messages: number
-    bytes?: number
+    bytes?: number | undefined
     interval: number
     /** `pause`: stop reading until tokens return (TCP backpressure, nothing dropped); `close`: close with 1008 `rate limit exceeded`. */
     action: 'pause' | 'close'
@@ -218,52 +219,52 @@ declare namespace fastifyTypedWebsocket {
   /** Options of the plugin (defaults for every route) and of each route's `websocket` object. */
   export interface WebSocketOptions<Request = FastifyRequest> {
     /** Largest message in bytes, after inflation and across fragments; larger closes with 1009. Default 10 MiB. */
-    maxMessageSize?: number
+    maxMessageSize?: number | undefined
     /** Milliseconds between server pings; `0` turns keepalive off. Default 30000. */
-    pingInterval?: number
+    pingInterval?: number | undefined
     /** Milliseconds to wait for a pong before closing with 1000 `ping timed out`. Default: `pingInterval`. */
-    pingTimeout?: number
+    pingTimeout?: number | undefined
     /** Milliseconds to wait for the peer's close frame before destroying the connection. Default 5000. */
-    closeTimeout?: number
+    closeTimeout?: number | undefined
     /** Default: the Origin's host must be the Host header. `true` allows all; or a list, or a function. */
-    checkOrigin?: true | Array<string | RegExp> | OriginCheck<Request>
+    checkOrigin?: true | Array<string | RegExp> | OriginCheck<Request> | undefined
     /** permessage-deflate: `true` or ws's options. Default `false`. */
-    compression?: boolean | PerMessageDeflateOptions
+    compression?: boolean | PerMessageDeflateOptions | undefined
     /** Bytes queued for a slow reader beyond which the socket is closed with 1008. Default 16 MiB. */
-    maxBufferedAmount?: number
+    maxBufferedAmount?: number | undefined
     /** Messages waiting behind a slow `message` hook before the socket stops reading. Default 1024. */
-    maxPendingMessages?: number
+    maxPendingMessages?: number | undefined
     /**
      * Bytes of received messages not yet handled (waiting, or in an async `message` hook)
      * at which the socket stops reading. Default: `maxMessageSize`.
      */
-    maxPendingBytes?: number
+    maxPendingBytes?: number | undefined
     /** Check outgoing objects against `outbound` before serializing; a mismatch throws `FST_WS_INVALID_OUTBOUND`. Default `true`. */
-    validateOutbound?: boolean
+    validateOutbound?: boolean | undefined
     /**
      * Answer the client's heartbeat (an empty text message, as sent by `fastify-typed-websocket/client`)
      * with an empty text message, before validation and without calling `message`. Default `false`.
      */
-    heartbeat?: boolean
+    heartbeat?: boolean | undefined
     /** Subprotocols the server speaks, most preferred first. */
-    subprotocols?: string[]
+    subprotocols?: string[] | undefined
     /** Picks a subprotocol from those the client offered; return nothing for none. */
-    selectSubprotocol?: SubprotocolSelector<Request>
+    selectSubprotocol?: SubprotocolSelector<Request> | undefined
     /** Open connections allowed: in all for the plugin's option, on the route for a route's. Beyond it an upgrade gets 503 with `Retry-After`. Default: unlimited. */
-    maxConnections?: number
+    maxConnections?: number | undefined
     /** Messages (and bytes) a connection may send per interval. Default: unlimited. */
-    rateLimit?: RateLimitOptions
+    rateLimit?: RateLimitOptions | undefined
   }
 
   export interface FastifyTypedWebsocketOptions extends WebSocketOptions {
     /** Where topics publish and subscribe. Default: an in-memory broker, one process. */
-    broker?: Broker
+    broker?: Broker | undefined
     /**
      * Bytes queued, on the whole server, to readers that do not keep up (a frame shared by
      * many sockets, a topic's message, counts once). Past it, the connections holding the most
      * are closed with 1008 `send buffer full` first. A plugin option only. Default 512 MiB.
      */
-    maxBufferedTotal?: number
+    maxBufferedTotal?: number | undefined
   }
 
   export type Broker = import('./broker').Broker
@@ -276,46 +277,54 @@ declare namespace fastifyTypedWebsocket {
     /** The schema every message of the topic matches. */
     message: Message
     /** Messages kept per key for `history()` and recovery with `since`. Default 0. */
-    history?: number
+    history?: number | undefined
     /** Milliseconds a key's history outlives its last publish. Default 600000. */
-    historyTtl?: number
+    historyTtl?: number | undefined
     /** An integer field of the message that the topic sets to the message's offset. */
-    offsetField?: OffsetField
+    offsetField?: OffsetField | undefined
     /** The schema of what a member shows in `presence()`. */
-    presence?: Presence
+    presence?: Presence | undefined
     /** Milliseconds a dead node's members stay in `presence()`. Default 30000. */
-    presenceTtl?: number
+    presenceTtl?: number | undefined
   }
 
-  /** What a socket must be able to send to subscribe: its `outbound` type must hold every message of the topic. */
+  /** Whether a socket's `outbound` type holds every message of a topic (`subscribe` refuses it otherwise). */
   export type CanHold<Socket, Message> = Socket extends TypedWebSocket<infer Outbound, unknown>
-    ? ([Message] extends [Outbound] ? unknown : { 'outbound cannot hold the topic\'s messages': Message })
-    : never
+    ? ([Message] extends [Outbound] ? true : false)
+    : false
+
+  /**
+   * The type of `subscribe`'s `key`: a string when the socket can hold the topic's messages, else
+   * a sentence that the compiler shows as the error ("Argument of type 'string' is not assignable to …").
+   */
+  export type SubscribeKey<Socket, Message, Name extends string> = CanHold<Socket, Message> extends true
+    ? string
+    : `Topic ${string extends Name ? string : `"${Name}"`}: this socket's outbound type cannot hold the topic's messages; add the topic's message schema to the route's outbound (e.g. in a Type.Union)`
 
   export interface SubscribeOptions<Presence> {
     /** The last offset the client saw: messages after it are replayed when history covers them. */
-    since?: number
+    since?: number | undefined
     /** Makes the socket a member of the key, as shown by `presence()`. */
-    presence?: Presence
+    presence?: Presence | undefined
   }
 
   /**
    * A declared topic.
    * @example await rooms.subscribe(socket, 'lobby', { since: 41 }); await rooms.publish('lobby', { type: 'said', text: 'hi' })
    */
-  export interface Topic<Message = unknown, OffsetField extends string = never, Presence = never> {
-    readonly name: string
+  export interface Topic<Message = unknown, OffsetField extends string = never, Presence = never, Name extends string = string> {
+    readonly name: Name
     /** Checks, serializes and frames the message once and delivers it to every subscriber of `key` but `except`. */
     publish (key: string, message: [OffsetField] extends [never] ? Message : Omit<Message, OffsetField>,
-      options?: { except?: TypedWebSocket<unknown, unknown> }): Promise<{ offset: number }>
+      options?: { except?: TypedWebSocket<unknown, unknown> | undefined }): Promise<{ offset: number }>
     /** Subscribes a socket to `key`; with `since`, replays what it missed when `recovered`. */
-    subscribe<Socket extends TypedWebSocket<unknown, unknown>> (socket: Socket & CanHold<Socket, Message>, key: string,
+    subscribe<Socket extends TypedWebSocket<unknown, unknown>> (socket: Socket, key: SubscribeKey<Socket, Message, Name>,
       options?: SubscribeOptions<Presence>): Promise<{ offset: number, recovered: boolean }>
     unsubscribe (socket: TypedWebSocket<unknown, unknown>, key: string): Promise<void>
     /** The sockets of this process subscribed to `key`. */
     subscribers (key: string): ReadonlySet<TypedWebSocket<unknown, unknown>>
     /** Stored messages in offset order: with `since`, the oldest `limit` after it; without, the newest `limit`. */
-    history (key: string, options?: { since?: number, limit?: number }): Promise<Array<{ offset: number, message: Message }>>
+    history (key: string, options?: { since?: number | undefined, limit?: number | undefined }): Promise<Array<{ offset: number, message: Message }>>
     /** One entry per subscribed member socket, on every node. */
     presence (key: string): Promise<Presence[]>
   }
@@ -328,33 +337,33 @@ declare namespace fastifyTypedWebsocket {
     Request = FastifyRequest
   > extends WebSocketOptions<Request> {
     /** Schema of every text message (JSON); a message that fails it never reaches `message`. */
-    inbound?: Inbound
+    inbound?: Inbound | undefined
     /** Schema of the objects `socket.send()` takes; compiled into a serializer. */
-    outbound?: Outbound
+    outbound?: Outbound | undefined
     /** With `inbound`: also accept binary frames, delivered to `message` as Buffers. */
-    binary?: Binary
+    binary?: Binary | undefined
     /**
      * The answer to a plain GET or HEAD without `Upgrade` (instead of the 400), after the same hooks.
      * @example http: (request, reply) => reply.type('text/html').send(page)
      */
-    http?: (this: FastifyInstance, request: Request, reply: FastifyReply) => unknown
+    http?: ((this: FastifyInstance, request: Request, reply: FastifyReply) => unknown) | undefined
     /** Each data message, one at a time per connection, in arrival order. */
-    message?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, msg: InboundOf<Inbound, Binary>) => HookResult
+    message?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, msg: InboundOf<Inbound, Binary>) => HookResult) | undefined
     /** Once, after the connection is gone, if `open` completed: the peer's code and reason, and who closed with what. */
-    close?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, code: number, reason: string, details: CloseDetails) => HookResult
+    close?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, code: number, reason: string, details: CloseDetails) => HookResult) | undefined
     /** A ping arrived (it was already answered). */
-    ping?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult
+    ping?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult) | undefined
     /** A pong arrived. */
-    pong?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult
+    pong?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult) | undefined
     /** `open`, `message`, `ping` or `pong` threw. Default: log and close 1011 `internal error`. */
-    error?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: unknown) => HookResult
+    error?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: unknown) => HookResult) | undefined
     /** A text message that is not JSON or fails `inbound`. Default: close 1007 naming the failing path. */
-    invalidMessage?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: InvalidMessageError, raw: string) => HookResult
+    invalidMessage?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: InvalidMessageError, raw: string) => HookResult) | undefined
   }
 
   export interface InjectWSOptions {
-    headers?: Record<string, string>
-    protocols?: string | string[]
+    headers?: Record<string, string> | undefined
+    protocols?: string | string[] | undefined
   }
 
   /**
