@@ -12,6 +12,7 @@ import { ClientRegistry } from './registry'
 import { compileRoutes, ConnectionCount, createRouteHook, type PluginState } from './route'
 import { TopicNode, type TopicOptions } from './topics'
 import { createUpgradeListener } from './upgrade'
+import { RemoteError, RpcCode } from './requests'
 
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
   // Fastify passes its own register options (prefix, logLevel...) along with ours.
@@ -92,3 +93,5 @@ Object.assign(fastifyTypedWebsocket, { default: fastifyTypedWebsocket })
 module.exports.fastifyTypedWebsocket = fastifyTypedWebsocket
 module.exports.WebSocketClosedError = WebSocketClosedError
 module.exports.CloseCode = CloseCode
+module.exports.RemoteError = RemoteError
+module.exports.RpcCode = RpcCode
