@@ -112,8 +112,8 @@ class InboundRequest {
     return this.#controller.signal
   }
 
+  /** Called once: by the answer -32800, or for a request still unanswered when the connection closes. */
   abort (reason: Error): void {
-    if (this.#reason !== undefined) return
     this.#reason = reason
     this.#controller?.abort(reason)
   }
@@ -201,6 +201,8 @@ export class RequestEngine {
    */
   receive (socket: RequestSocket, data: Buffer, hasMessage: boolean): Taken {
     if (hasMessage && data.indexOf(JSONRPC) === -1) return Taken.No
+    // Received before the close, handled after it: nothing could be answered, so nothing runs.
+    if (!socket.isOpen) return Taken.Yes
     let envelope: unknown
     try {
       envelope = JSON.parse(data.toString())
@@ -367,10 +369,12 @@ export class RequestEngine {
   #failure (socket: RequestSocket, method: ServerMethod, request: InboundRequest, err: unknown): string {
     if (err instanceof RequestError) {
       const declared = method.errors.get(err.name)
-      const problem = declared === undefined ? `"${err.name}" is not an error of ${method.name}` : declared.check?.(err.data)
+      // (No data: the answer's optional data member is left out.)
+      const data = err.data
+      const problem = declared === undefined ? `"${err.name}" is not an error of ${method.name}` : data === undefined ? undefined : declared.check?.(data)
       if (declared !== undefined && problem === undefined) {
         request.outcome = 'app-error'
-        return errorAnswer(request.id, declared.code, err.message, JSON.stringify(err.data), err.name)
+        return errorAnswer(request.id, declared.code, err.message, data === undefined ? undefined : JSON.stringify(data), err.name)
       }
       request.outcome = 'error'
       socket.log.error({ err: new FST_WS_INVALID_OUTBOUND(`app error ${problem as string}`), method: request.method, id: request.id }, 'websocket request failed')

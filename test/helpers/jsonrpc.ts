@@ -5,14 +5,22 @@ export type Envelope = Record<string, unknown>
 
 export class RawPeer {
   readonly ws: WebSocket
-  /** Every text message received, parsed, in order. */
+  /** Every JSON message received and not yet waited for, in order. */
   readonly received: Envelope[] = []
+  /** Text messages that are not JSON. */
+  readonly texts: string[] = []
   #waiters: Array<{ match: (msg: Envelope) => boolean, resolve: (msg: Envelope) => void }> = []
 
   constructor (ws: WebSocket) {
     this.ws = ws
     ws.on('message', (data: Buffer) => {
-      const msg = JSON.parse(data.toString()) as Envelope
+      let msg: Envelope
+      try {
+        msg = JSON.parse(data.toString()) as Envelope
+      } catch {
+        this.texts.push(data.toString())
+        return
+      }
       this.received.push(msg)
       const i = this.#waiters.findIndex(w => w.match(msg))
       if (i !== -1) this.#waiters.splice(i, 1)[0].resolve(msg)
