@@ -173,8 +173,8 @@ declare namespace fastifyTypedWebsocket {
 
   /** The error answer of a request: `code` and `message`, and for a declared app error its `name` and `data`. */
   export type RemoteErrorOf<M> =
-    | { [N in keyof ErrorsOf<M> & string]: RemoteError<N, ErrorsOf<M>[N]> }[keyof ErrorsOf<M> & string]
-    | RemoteError<'RemoteError', unknown>
+    | { [N in keyof ErrorsOf<M> & string]: RemoteError & { readonly name: N, readonly data: ErrorsOf<M>[N] } }[keyof ErrorsOf<M> & string]
+    | (RemoteError & { readonly name: 'RemoteError' })
 
   /** A request handler: returns (or resolves to) the method's result, or throws `socket.requestError()`. */
   export type RequestHandler<Socket, M> = (this: FastifyInstance, socket: Socket, params: ParamsOf<M>, context: RequestContext) => ResultOf<M> | Promise<ResultOf<M>>
@@ -490,11 +490,10 @@ declare namespace fastifyTypedWebsocket {
    * (`name` is `'RemoteError'` otherwise).
    * @example if (err instanceof RemoteError && err.code === -32601) console.log('the client cannot confirm')
    */
-  export class RemoteError<Name extends string = string, Data = unknown> extends Error {
-    constructor (code: number, message: string, data?: Data, name?: Name)
+  export class RemoteError extends Error {
+    constructor (code: number, message: string, data?: unknown, name?: string)
     readonly code: number
-    readonly name: Name
-    readonly data: Data
+    readonly data: unknown
   }
 
   /** The standard JSON-RPC 2.0 error codes, and -32800 for a cancelled request. */

@@ -3,6 +3,7 @@ import Fastify from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import typedWebsocket, { RemoteError, type RemoteErrorOf } from 'fastify-typed-websocket'
+import { connect, RemoteError as ClientRemoteError } from 'fastify-typed-websocket/client'
 
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
 declare function expectExact<A, B> (proof: Equals<A, B>): void
@@ -95,4 +96,46 @@ function narrowing (err: RemoteErrorOf<typeof chat.requests.join>): void {
   if (err.name === 'room_full') expectExact<typeof err.data, Static<typeof chat.requests.join.errors.room_full>>(true)
 }
 
-export { server, narrowing }
+async function client (): Promise<void> {
+  const client = connect(chat, 'ws://127.0.0.1/chat')
+  expectExact<Awaited<ReturnType<typeof client.call<'history'>>>, Array<Static<typeof Said>>>(true)
+  expectType<Array<Static<typeof Said>>>(await client.call('history', { room: 'lobby' }, { timeout: 5000, signal: AbortSignal.timeout(100) }))
+  expectExact<Awaited<ReturnType<typeof client.call<'join'>>>, { members: string[] }>(true)
+  // @ts-expect-error no such method
+  await client.call('leave', { room: 'lobby' })
+  // @ts-expect-error wrong params
+  await client.call('join', { rooms: 'lobby' })
+  // @ts-expect-error the result is not a string
+  const wrong: string = await client.call('join', { room: 'lobby' })
+  expectType<unknown>(wrong)
+  try {
+    await client.call('join', { room: 'lobby' })
+  } catch (err) {
+    if (client.isRemoteError(err, 'join')) {
+      expectExact<typeof err.code, number>(true)
+      // @ts-expect-error data is unknown until narrowed on name
+      expectType<number>(err.data.capacity)
+      if (err.name === 'room_full') expectExact<typeof err.data.capacity, number>(true)
+    }
+    if (err instanceof ClientRemoteError) {
+      // @ts-expect-error a bare RemoteError's data is unknown
+      expectType<number>(err.data.capacity)
+    }
+  }
+  client.handle('confirm', async ({ question }) => question.length > 0)
+  client.handle('confirm', (params, { signal, id }) => {
+    expectExact<typeof params, { question: string }>(true)
+    expectExact<typeof id, string | number>(true)
+    return !signal.aborted
+  })
+  // @ts-expect-error the server does not call this
+  client.handle('history', () => [])
+  // @ts-expect-error confirm answers a boolean
+  client.handle('confirm', () => 'yes')
+  // A contract without requests: nothing to call.
+  const plain = connect({ outbound: Said }, 'ws://127.0.0.1/plain')
+  // @ts-expect-error no requests
+  await plain.call('history', { room: 'lobby' })
+}
+
+export { server, narrowing, client }
