@@ -20,7 +20,9 @@ const contractDefaults = {
   subprotocols: undefined,
   selectSubprotocol: undefined,
   maxConnections: undefined,
-  rateLimit: undefined
+  rateLimit: undefined,
+  maxConcurrentRequests: 16,
+  requestTimeout: undefined
 }
 
 const invalidOption = (_where: string, message: RegExp) => ({ code: 'FST_WS_INVALID_OPTION', message })
