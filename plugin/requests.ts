@@ -33,7 +33,8 @@ export const kResumeRequests = Symbol('fastify-typed-websocket.resumeRequests')
 export interface RequestSocket {
   readonly isOpen: boolean
   readonly log: FastifyBaseLogger
-  send (data: string): Promise<void>
+  /** Writes a text frame; the frames of one tick leave in one write (answers to a burst of requests). */
+  sendFrame (frame: Buffer, text: string): void
   [kResumeRequests] (): void
 }
 
@@ -169,6 +170,26 @@ function errorAnswer (id: string | number | null, code: number, message: string,
   if (data !== undefined) error += `,"data":${data}`
   if (name !== undefined) error += `,"name":${JSON.stringify(name)}`
   return `{"jsonrpc":"2.0","id":${idText(id)},"error":${error}}}`
+}
+
+/** An unmasked text frame (RFC 6455 §5.2), header and payload in one buffer from the pool. */
+function textFrame (text: string): Buffer {
+  const length = Buffer.byteLength(text)
+  const header = length < 126 ? 2 : length < 65536 ? 4 : 10
+  const frame = Buffer.allocUnsafe(header + length)
+  frame[0] = 0x81
+  if (length < 126) {
+    frame[1] = length
+  } else if (length < 65536) {
+    frame[1] = 126
+    frame.writeUInt16BE(length, 2)
+  } else {
+    frame[1] = 127
+    frame.writeUInt32BE(Math.floor(length / 0x100000000), 2)
+    frame.writeUInt32BE(length >>> 0, 6)
+  }
+  frame.write(text, header)
+  return frame
 }
 
 function isId (value: unknown): value is string | number {
@@ -403,11 +424,7 @@ export class RequestEngine {
 
   #send (socket: RequestSocket, text: string): void {
     if (!socket.isOpen) return
-    try {
-      socket.send(text)
-    } catch {
-      // A reader too slow was just cut off: its close says why.
-    }
+    socket.sendFrame(textFrame(text), text)
   }
 
   /** An answer from the client to one of the server's calls. */

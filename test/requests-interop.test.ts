@@ -64,6 +64,8 @@ t.test('a JSON-RPC 2.0 client that knows nothing of this package', async (t) => 
 
   t.same(await peer.ask(1, 'echo', { text: 'hi' }), { jsonrpc: '2.0', id: 1, result: { text: 'hi' } }, 'a result, the numeric id echoed')
   t.same(await peer.ask('a-1', 'echo', { text: 'hé' }), { jsonrpc: '2.0', id: 'a-1', result: { text: 'hé' } }, 'a string id echoed')
+  const long = 'é'.repeat(1000)
+  t.same(await peer.ask(1.5, 'echo', { text: long }), { jsonrpc: '2.0', id: 1.5, result: { text: long } }, 'a longer answer (a 16-bit length), a fractional id')
 
   peer.send('{"jsonrpc": "2.0", "method": "echo", "params": {"text": ')
   const parse = await peer.answer(null)
