@@ -30,6 +30,8 @@ export type ParamsOf<M> = M extends { params: infer S } ? StaticOf<S> : undefine
 export type ResultOf<M> = M extends { result: infer S } ? StaticOf<S> : unknown
 /** A method's app errors: the type of each one's `data`, by name. */
 export type ErrorsOf<M> = M extends { errors: infer E } ? { [N in keyof E & string]: StaticOf<E[N]> } : Record<never, never>
+/** A call's arguments: the params (optional for a method that takes none), then the options. */
+export type CallArgs<Params, Options> = [Params] extends [undefined] ? [params?: undefined, options?: Options] : [params: Params, options?: Options]
 /** The errors a call of method `M` may be answered with, narrowed by `name`. */
 export type RemoteErrorOf<M> =
   | { [N in keyof ErrorsOf<M> & string]: RemoteError & { readonly name: N, readonly data: ErrorsOf<M>[N] } }[keyof ErrorsOf<M> & string]
@@ -364,7 +366,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
    * `TimeoutError`, `ConnectionClosedError` or `AbortError`; a timeout or an abort sends the cancellation.
    * @example const said = await client.call('history', { room: 'lobby' }, { timeout: 5_000 })
    */
-  call<M extends keyof RequestsOf<C> & string> (method: M, params: ParamsOf<RequestsOf<C>[M]>, options: RequestOptions = {}): Promise<ResultOf<RequestsOf<C>[M]>> {
+  call<M extends keyof RequestsOf<C> & string> (method: M, ...[params, options = {}]: CallArgs<ParamsOf<RequestsOf<C>[M]>, RequestOptions>): Promise<ResultOf<RequestsOf<C>[M]>> {
     const { signal } = options
     if (signal?.aborted === true) return Promise.reject(new AbortError(`call of ${method} aborted`, signal.reason))
     const id = `${this.#callPrefix}${++this.#callSeq}`

@@ -164,6 +164,9 @@ declare namespace fastifyTypedWebsocket {
     readonly signal: AbortSignal
   }
 
+  /** The arguments of `socket.call()`: the params (optional for a method that takes none), then the options. */
+  export type CallArgs<Params> = [Params] extends [undefined] ? [params?: undefined, options?: CallOptions] : [params: Params, options?: CallOptions]
+
   export interface CallOptions {
     /** Milliseconds to wait for the answer; default the route's `requestTimeout`, else 30000. The cancellation is sent on timeout. */
     timeout?: number
@@ -191,7 +194,7 @@ declare namespace fastifyTypedWebsocket {
      * `FST_WS_REQUEST_ABORTED`, `FST_WS_CLOSED` or `FST_WS_INVALID_RESULT`.
      * @example const ok = await socket.call('confirm', { question: 'Delete the room?' }, { timeout: 30_000 })
      */
-    call<M extends keyof ClientRequests & string> (method: M, params: ParamsOf<ClientRequests[M]>, options?: CallOptions): Promise<ResultOf<ClientRequests[M]>>
+    call<M extends keyof ClientRequests & string> (method: M, ...args: CallArgs<ParamsOf<ClientRequests[M]>>): Promise<ResultOf<ClientRequests[M]>>
     /**
      * In a request handler: the error to throw to answer with one of the method's declared app errors.
      * @example throw socket.requestError('room_full', { capacity: 10 }, 'the room is full')

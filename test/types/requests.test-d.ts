@@ -132,6 +132,10 @@ async function client (): Promise<void> {
   client.handle('history', () => [])
   // @ts-expect-error confirm answers a boolean
   client.handle('confirm', () => 'yes')
+  // A method without params: they may be left out, but not given.
+  expectType<unknown>(await connect({ requests: { count: { result: Type.Integer() } } }, 'ws://x').call('count'))
+  // @ts-expect-error count takes no params
+  await connect({ requests: { count: { result: Type.Integer() } } }, 'ws://x').call('count', { n: 1 })
   // A contract without requests: nothing to call.
   const plain = connect({ outbound: Said }, 'ws://127.0.0.1/plain')
   // @ts-expect-error no requests
