@@ -6,6 +6,7 @@
  *   npm run build && node bench/calls.js      full run (about a minute)
  *   node bench/calls.js --quick               small counts, a few seconds (smoke test)
  *   node bench/calls.js --rounds 9
+ *   node bench/calls.js --window 1            one call in flight per connection (default 16)
  *
  * Three servers answer the same call, `echo` of `{ room, n, text }`:
  *   typed     this plugin: a route with `requests`, params and result checked against TypeBox
@@ -175,6 +176,11 @@ async function main () {
   const config = { ...(argv.includes('--quick') ? QUICK : FULL) }
   const rounds = argv.indexOf('--rounds')
   if (rounds !== -1) config.rounds = Number(argv[rounds + 1])
+  const window = argv.indexOf('--window')
+  if (window !== -1) config.window = Number(argv[window + 1])
+  if (!Number.isInteger(config.rounds) || config.rounds < 1 || !Number.isInteger(config.window) || config.window < 1) {
+    throw new Error('--rounds and --window take positive integers')
+  }
   const killer = setTimeout(() => {
     progress('the benchmark took too long; stopping')
     for (const proc of children) proc.kill('SIGKILL')
