@@ -542,3 +542,33 @@ t.test('with validateOutbound: false the params of socket.call() go out unchecke
   ws.close()
   await closed(ws)
 })
+
+t.test('requests that hold maxPendingBytes stop reading too, before maxConcurrentRequests', async (t) => {
+  const gates: Array<() => void> = []
+  let socket: TypedWebSocket | undefined
+  const server = await startServer(t, (app) => {
+    app.get('/rpc', {
+      websocket: {
+        maxPendingBytes: 2000,
+        requests: { hold: { params: Type.Object({ pad: Type.String() }) } },
+        handlers: { async hold () { await new Promise<void>((resolve) => gates.push(resolve)); return 'held' } }
+      }
+    }, (s) => { socket = s })
+  })
+  const ws = await connect(server.url('/rpc'))
+  const peer = new RawPeer(ws)
+  const pad = 'p'.repeat(900)
+  for (let i = 0; i < 6; i++) peer.send({ jsonrpc: '2.0', id: i, method: 'hold', params: { pad } })
+  await until(() => gates.length === 3, 2000, 'three handlers')
+  await sleep(50)
+  t.equal(gates.length, 3, 'the third request reached 2000 bytes held: no fourth handler runs')
+  t.equal((socket as TypedWebSocket).raw.isPaused, true, 'reading stopped')
+  const deadline = Date.now() + 5000
+  while (peer.received.length < 6 && Date.now() < deadline) {
+    gates.splice(0).forEach(open => open())
+    await sleep(5)
+  }
+  t.same(peer.received.map(msg => msg.id).sort(), [0, 1, 2, 3, 4, 5], 'every request was answered')
+  ws.close()
+  await closed(ws)
+})
