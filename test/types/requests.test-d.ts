@@ -80,6 +80,14 @@ async function server (): Promise<void> {
   app.get('/extra-handler', { websocket: { requests: chat.requests, handlers: { history: () => [], join: () => ({ members: [] }), leave: () => null } } }, () => {})
   // @ts-expect-error requests without handlers
   app.get('/no-handlers', { websocket: { requests: chat.requests } }, () => {})
+  app.route({
+    method: 'GET',
+    url: '/route',
+    websocket: { ...chat, handlers: { history: () => [], join: (_socket, { room }) => ({ members: [room] }) } },
+    handler: async (socket) => { expectType<boolean>(await socket.call('confirm', { question: 'x' })) }
+  })
+  // @ts-expect-error app.route() checks the handlers too
+  app.route({ method: 'GET', url: '/route-bad', websocket: { ...chat, handlers: { history: () => [] } }, handler: () => {} })
   // The same routes, right, compile.
   app.get('/right', { websocket: { requests: chat.requests, handlers: { history: () => [], join: async () => ({ members: ['ann'] }) } } }, () => {})
 
