@@ -122,7 +122,10 @@ export interface ClientOptions<C extends Contract = Contract, Tag extends string
   offsetField?: string
   /** The key a message's offset belongs to. Default: one key, `''`. */
   offsetKey?: (msg: OutboundOf<C>) => string
-  /** Check server messages against `outbound` with TypeBox (loaded on demand). Default `false`. */
+  /**
+   * Check server messages against `outbound`, call results against their `result` schema and the
+   * server's requests against their `params` schema, with TypeBox (loaded on demand). Default `false`.
+   */
   validate?: boolean
   /** How long the refusal probe (a plain GET) may take, in ms. Default 10000. */
   probeTimeout?: number
@@ -277,6 +280,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   // The server's requests being handled: their signals, and the socket each came on.
   readonly #serving = new Map<string | number, { controller: AbortController, socket: WebSocketLike }>()
   #check: ((value: unknown) => string | undefined) | undefined = undefined
+  // With validate: true, `requests.<method>` checks a call's result, `clientRequests.<method>` a server request's params.
+  readonly #rpcChecks = new Map<string, (value: unknown) => string | undefined>()
 
   constructor (contract: C, url: string | URL, options: ClientOptions<C, Tag> = {}) {
     const globals = globalThis as Globals
@@ -304,13 +309,22 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   }
 
   async #loadValidator (contract: C): Promise<void> {
-    if (contract.outbound === undefined) return
+    if (contract.outbound === undefined && contract.requests === undefined && contract.clientRequests === undefined) return
     const { Value } = await import('@sinclair/typebox/value')
-    const schema = contract.outbound as Parameters<typeof Value.Check>[0]
-    this.#check = (value) => {
-      if (Value.Check(schema, value)) return undefined
-      const first = Value.Errors(schema, value).First()
-      return first === undefined ? 'does not match outbound' : `${first.path || '/'} ${first.message}`
+    type Schema = Parameters<typeof Value.Check>[0]
+    const checkOf = (schema: object, what: string) => (value: unknown): string | undefined => {
+      if (Value.Check(schema as Schema, value)) return undefined
+      const first = Value.Errors(schema as Schema, value).First()
+      return first === undefined ? `does not match ${what}` : `${first.path || '/'} ${first.message}`
+    }
+    if (contract.outbound !== undefined) this.#check = checkOf(contract.outbound, 'outbound')
+    // Call results and the params of the server's requests, by method.
+    for (const [list, key] of [['requests', 'result'], ['clientRequests', 'params']] as const) {
+      const methods = contract[list] ?? {}
+      for (const name of Object.keys(methods)) {
+        const schema = methods[name][key]
+        if (schema !== undefined) this.#rpcChecks.set(`${list}.${name}`, checkOf(schema, `the ${key} schema of ${name}`))
+      }
     }
   }
 
@@ -398,7 +412,10 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
           reject(new RemoteError(typeof error.code === 'number' ? error.code : -32603, typeof error.message === 'string' ? error.message : 'Remote error',
             error.data, typeof error.name === 'string' ? error.name : undefined))
         } else {
-          resolve((answer as Record<string, unknown>).result as ResultOf<RequestsOf<C>[M]>)
+          const result = (answer as Record<string, unknown>).result
+          const problem = this.#rpcChecks.get(`requests.${method}`)?.(result)
+          if (problem === undefined) resolve(result as ResultOf<RequestsOf<C>[M]>)
+          else reject(new InvalidServerMessageError(`the result of ${method} does not match its schema: ${problem}`, JSON.stringify(answer)))
         }
       }
       const entry: Pending = {
@@ -479,6 +496,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     const controller = new AbortController()
     this.#serving.set(id, { controller, socket })
     if (handler === undefined) return answer({ error: { code: -32601, message: `Method not found: ${method}` } })
+    const problem = this.#rpcChecks.get(`clientRequests.${method}`)?.(msg.params)
+    if (problem !== undefined) return answer({ error: { code: -32602, message: `Invalid params: ${problem}` } })
     const failed = (err: unknown): void => answer({
       error: err instanceof RemoteError
         ? { code: err.code, message: err.message, ...(err.data === undefined ? {} : { data: err.data }) }

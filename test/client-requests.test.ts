@@ -202,3 +202,29 @@ t.test('the server cancels a call the client answers late: the late answer is dr
   t.equal(await client.call('count', undefined), 1, 'the connection goes on')
   t.equal(route.server.logs.filter(line => line.msg === 'websocket answer to no pending call ignored').length, 1, 'the late answer was ignored')
 })
+
+t.test('validate: true checks call results and the params of the server\'s requests', async (t) => {
+  const contract = {
+    requests: { n: { result: Type.Integer() }, ok: { result: Type.Integer() } },
+    clientRequests: { add: { params: Type.Object({ a: Type.Integer() }), result: Type.Integer() } }
+  }
+  const sockets: TypedWebSocket[] = []
+  const server = await startServer(t, (app) => {
+    // The server's side of the contract is looser: what it sends is only checked by the client.
+    app.get('/loose', {
+      websocket: {
+        requests: { n: {}, ok: {} },
+        clientRequests: { add: {} },
+        handlers: { n: () => 'not an integer', ok: () => 1 }
+      }
+    }, (socket) => { sockets.push(socket) })
+  })
+  const client = connect(contract, server.url('/loose'), { WebSocket: implementations[0][1], validate: true })
+  t.teardown(() => client.close())
+  client.handle('add', ({ a }) => a + 1)
+  t.equal(await client.call('ok'), 1)
+  await t.rejects(client.call('n'), { name: 'InvalidServerMessageError', message: /the result of n does not match its schema/ })
+  const call = (sockets[0].call as (method: string, params: unknown) => Promise<unknown>).bind(sockets[0])
+  t.equal(await call('add', { a: 1 }), 2)
+  await t.rejects(call('add', { a: 'one' }), { name: 'RemoteError', code: -32602, message: /Invalid params: \/a/ })
+})
