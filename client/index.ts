@@ -30,6 +30,8 @@ export type ParamsOf<M> = M extends { params: infer S } ? StaticOf<S> : undefine
 export type ResultOf<M> = M extends { result: infer S } ? StaticOf<S> : unknown
 /** A method's app errors: the type of each one's `data`, by name. */
 export type ErrorsOf<M> = M extends { errors: infer E } ? { [N in keyof E & string]: StaticOf<E[N]> } : Record<never, never>
+/** The errors a call of `method` on contract `C` may be answered with, narrowed by `name`: `CallError<typeof chat, 'join'>`. */
+export type CallError<C extends Contract, M extends keyof RequestsOf<C>> = RemoteErrorOf<RequestsOf<C>[M]>
 /** A call's arguments: the params (optional for a method that takes none), then the options. */
 export type CallArgs<Params, Options> = [Params] extends [undefined] ? [params?: undefined, options?: Options] : [params: Params, options?: Options]
 /** The errors a call of method `M` may be answered with, narrowed by `name`. */
