@@ -572,3 +572,18 @@ t.test('requests that hold maxPendingBytes stop reading too, before maxConcurren
   ws.close()
   await closed(ws)
 })
+
+t.test('requests count for rateLimit like any message', async (t) => {
+  const server = await startServer(t, (app) => {
+    app.get('/rpc', {
+      websocket: { rateLimit: { messages: 2, interval: 60_000, action: 'close' }, requests: { ok: {} }, handlers: { ok: () => 1 } }
+    }, () => {})
+  })
+  const ws = await connect(server.url('/rpc'))
+  const peer = new RawPeer(ws)
+  t.same(await peer.ask(1, 'ok'), { jsonrpc: '2.0', id: 1, result: 1 })
+  t.same(await peer.ask(2, 'ok'), { jsonrpc: '2.0', id: 2, result: 1 })
+  peer.send({ jsonrpc: '2.0', id: 3, method: 'ok' })
+  t.same(await closed(ws), { code: 1008, reason: 'rate limit exceeded' }, 'the third is over the limit')
+  t.same(peer.received, [], 'and was not answered')
+})
