@@ -5,11 +5,39 @@
 /** The static type of a TypeBox schema, `unknown` for anything else. */
 export type StaticOf<S> = S extends { static: unknown } ? (S & { params: [] })['static'] : unknown
 
-/** The object a route spreads into its `websocket` option: `{ inbound, outbound }`. */
+/** One method of `requests` or `clientRequests`: schemas of its params, result and app errors. */
+export interface RequestSchema {
+  params?: object | undefined
+  result?: object | undefined
+  errors?: Record<string, object> | undefined
+}
+
+/** The object a route spreads into its `websocket` option: `{ inbound, outbound, requests?, clientRequests? }`. */
 export interface Contract {
   inbound?: object
   outbound?: object
+  requests?: Record<string, RequestSchema> | undefined
+  clientRequests?: Record<string, RequestSchema> | undefined
 }
+
+/** The methods the client may call (the contract's `requests`). */
+export type RequestsOf<C extends Contract> = C extends { requests: infer R } ? R : Record<never, never>
+/** The methods the server may call on the client (the contract's `clientRequests`). */
+export type ClientRequestsOf<C extends Contract> = C extends { clientRequests: infer R } ? R : Record<never, never>
+/** What a method takes: its `params` schema's type, else `undefined`. */
+export type ParamsOf<M> = M extends { params: infer S } ? StaticOf<S> : undefined
+/** What a method answers: its `result` schema's type, else any JSON value. */
+export type ResultOf<M> = M extends { result: infer S } ? StaticOf<S> : unknown
+/** A method's app errors: the type of each one's `data`, by name. */
+export type ErrorsOf<M> = M extends { errors: infer E } ? { [N in keyof E & string]: StaticOf<E[N]> } : Record<never, never>
+/** The errors a call of `method` on contract `C` may be answered with, narrowed by `name`: `CallError<typeof chat, 'join'>`. */
+export type CallError<C extends Contract, M extends keyof RequestsOf<C>> = RemoteErrorOf<RequestsOf<C>[M]>
+/** A call's arguments: the params (optional for a method that takes none), then the options. */
+export type CallArgs<Params, Options> = [Params] extends [undefined] ? [params?: undefined, options?: Options] : [params: Params, options?: Options]
+/** The errors a call of method `M` may be answered with, narrowed by `name`. */
+export type RemoteErrorOf<M> =
+  | { [N in keyof ErrorsOf<M> & string]: RemoteError & { readonly name: N, readonly data: ErrorsOf<M>[N] } }[keyof ErrorsOf<M> & string]
+  | (RemoteError & { readonly name: 'RemoteError' })
 
 export type InboundOf<C extends Contract> = C extends { inbound: infer S } ? StaticOf<S> : unknown
 export type OutboundOf<C extends Contract> = C extends { outbound: infer S } ? StaticOf<S> : unknown
@@ -105,7 +133,10 @@ export interface ClientOptions<C extends Contract = Contract, Tag extends string
   offsetField?: string | undefined
   /** The key a message's offset belongs to. Default: one key, `''`. */
   offsetKey?: ((msg: OutboundOf<C>) => string) | undefined
-  /** Check server messages against `outbound` with TypeBox (loaded on demand). Default `false`. */
+  /**
+   * Check server messages against `outbound`, call results against their `result` schema and the
+   * server's requests against their `params` schema, with TypeBox (loaded on demand). Default `false`.
+   */
   validate?: boolean | undefined
   /** How long the refusal probe (a plain GET) may take, in ms. Default 10000. */
   probeTimeout?: number | undefined
@@ -115,6 +146,14 @@ export interface RequestOptions {
   /** Milliseconds to wait for the answer; default the client's `requestTimeout`. */
   timeout?: number | undefined
   signal?: AbortSignal | undefined
+}
+
+/** What a `handle()` function receives besides the params. */
+export interface HandleContext {
+  readonly id: string | number
+  readonly method: string
+  /** Aborts when the server cancels the request or the connection is lost. */
+  readonly signal: AbortSignal
 }
 
 class ClientError extends Error {
@@ -152,6 +191,23 @@ export class AbortError extends ClientError {
   constructor (message: string, cause?: unknown) {
     super('AbortError', 'FST_WS_CLIENT_ABORTED', message)
     if (cause !== undefined) (this as { cause?: unknown }).cause = cause
+  }
+}
+
+/**
+ * The error answer of a call: `code` and `message` as the server sent them, and for an
+ * app error the route declares, its `name` and `data` (`name` is `'RemoteError'` otherwise).
+ * Throw one from a `handle()` function to answer the server with that code, message and data.
+ * @example if (client.isRemoteError(err, 'join') && err.name === 'room_full') show(err.data.capacity)
+ */
+export class RemoteError extends Error {
+  readonly code: number
+  readonly data: unknown
+  constructor (code: number, message: string, data?: unknown, name?: string) {
+    super(message)
+    this.name = name ?? 'RemoteError'
+    this.code = code
+    this.data = data
   }
 }
 
@@ -254,7 +310,15 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   #requestSeq = 0
   // Attempts in a row that failed before open while the server answered plain requests, from another origin.
   #hiddenRefusals = 0
+  // Call ids: a random prefix per client, then a counter (JSON-RPC answers are matched by them).
+  readonly #callPrefix = requestPrefix() + '.'
+  #callSeq = 0
+  readonly #handlers = new Map<string, (params: unknown, context: HandleContext) => unknown>()
+  // The server's requests being handled: their signals, and the socket each came on.
+  readonly #serving = new Map<string | number, { controller: AbortController, socket: WebSocketLike }>()
   #check: ((value: unknown) => string | undefined) | undefined = undefined
+  // With validate: true, `requests.<method>` checks a call's result, `clientRequests.<method>` a server request's params.
+  readonly #rpcChecks = new Map<string, (value: unknown) => string | undefined>()
 
   constructor (contract: C, url: string | URL, options: ClientOptions<C, Tag> = {}) {
     const globals = globalThis as Globals
@@ -285,13 +349,22 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   }
 
   async #loadValidator (contract: C): Promise<void> {
-    if (contract.outbound === undefined) return
+    if (contract.outbound === undefined && contract.requests === undefined && contract.clientRequests === undefined) return
     const { Value } = await import('@sinclair/typebox/value')
-    const schema = contract.outbound as Parameters<typeof Value.Check>[0]
-    this.#check = (value) => {
-      if (Value.Check(schema, value)) return undefined
-      const first = Value.Errors(schema, value).First()
-      return first === undefined ? 'does not match outbound' : `${first.path || '/'} ${first.message}`
+    type Schema = Parameters<typeof Value.Check>[0]
+    const checkOf = (schema: object, what: string) => (value: unknown): string | undefined => {
+      if (Value.Check(schema as Schema, value)) return undefined
+      const first = Value.Errors(schema as Schema, value).First()
+      return first === undefined ? `does not match ${what}` : `${first.path || '/'} ${first.message}`
+    }
+    if (contract.outbound !== undefined) this.#check = checkOf(contract.outbound, 'outbound')
+    // Call results and the params of the server's requests, by method.
+    for (const [list, key] of [['requests', 'result'], ['clientRequests', 'params']] as const) {
+      const methods = contract[list] ?? {}
+      for (const name of Object.keys(methods)) {
+        const schema = methods[name][key]
+        if (schema !== undefined) this.#rpcChecks.set(`${list}.${name}`, checkOf(schema, `the ${key} schema of ${name}`))
+      }
     }
   }
 
@@ -338,6 +411,145 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
         settle(err as Error)
       }
     })
+  }
+
+  /**
+   * Calls one of the route's `requests` (JSON-RPC 2.0) and resolves with its result. Waits in the
+   * offline queue while reconnecting; a call whose connection is lost after it went out rejects
+   * with `ConnectionClosedError` and is never sent again. Rejects with `RemoteError`,
+   * `TimeoutError`, `ConnectionClosedError` or `AbortError`; a timeout or an abort sends the cancellation.
+   * @example const said = await client.call('history', { room: 'lobby' }, { timeout: 5_000 })
+   */
+  call<M extends keyof RequestsOf<C> & string> (method: M, ...[params, options = {}]: CallArgs<ParamsOf<RequestsOf<C>[M]>, RequestOptions>): Promise<ResultOf<RequestsOf<C>[M]>> {
+    const { signal } = options
+    if (signal?.aborted === true) return Promise.reject(new AbortError(`call of ${method} aborted`, signal.reason))
+    const id = `${this.#callPrefix}${++this.#callSeq}`
+    const text = params === undefined
+      ? JSON.stringify({ jsonrpc: '2.0', id, method })
+      : JSON.stringify({ jsonrpc: '2.0', id, method, params })
+    const timeout = options.timeout ?? this.#options.requestTimeout ?? 10_000
+    return new Promise((resolve, reject) => {
+      const giveUp = (err: Error): void => {
+        const entry = this.#pending.get(id)
+        if (entry === undefined) return
+        const socket = this.#socket
+        if (entry.sentOn !== undefined && entry.sentOn === socket && socket.readyState === OPEN) {
+          socket.send(JSON.stringify({ jsonrpc: '2.0', method: '$/cancelRequest', params: { id } }))
+        } else if (entry.sentOn === undefined) {
+          this.#unqueue(id)
+        }
+        settle(err)
+      }
+      const onAbort = (): void => giveUp(new AbortError(`call of ${method} aborted`, signal?.reason))
+      const settle = (err: Error | undefined, answer?: Record<string, unknown>): void => {
+        const entry = this.#pending.get(id)
+        if (entry === undefined) return
+        this.#pending.delete(id)
+        entry.cleanup()
+        if (err !== undefined) return reject(err)
+        const error = (answer as Record<string, unknown>).error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
+        if (error !== undefined && error !== null && typeof error === 'object') {
+          reject(new RemoteError(typeof error.code === 'number' ? error.code : -32603, typeof error.message === 'string' ? error.message : 'Remote error',
+            error.data, typeof error.name === 'string' ? error.name : undefined))
+        } else {
+          const result = (answer as Record<string, unknown>).result
+          const problem = this.#rpcChecks.get(`requests.${method}`)?.(result)
+          if (problem === undefined) resolve(result as ResultOf<RequestsOf<C>[M]>)
+          else reject(new InvalidServerMessageError(`the result of ${method} does not match its schema: ${problem}`, JSON.stringify(answer)))
+        }
+      }
+      const entry: Pending = {
+        resolve: (answer) => settle(undefined, answer as Record<string, unknown>),
+        reject: (err) => settle(err),
+        timer: setTimeout(() => giveUp(new TimeoutError(`no answer to ${method} within ${timeout} ms`)), timeout),
+        sentOn: undefined,
+        cleanup: () => {
+          clearTimeout(entry.timer)
+          signal?.removeEventListener('abort', onAbort)
+        }
+      }
+      this.#pending.set(id, entry)
+      signal?.addEventListener('abort', onAbort)
+      try {
+        this.#write(text, id)
+      } catch (err) {
+        settle(err as Error)
+      }
+    })
+  }
+
+  /**
+   * Narrows a call's rejection to the errors of `method`: then `err.name` tells which app
+   * error it is, and `err.data` has that error's type.
+   * @example catch (err) { if (client.isRemoteError(err, 'join') && err.name === 'room_full') show(err.data.capacity) }
+   */
+  isRemoteError<M extends keyof RequestsOf<C> & string> (err: unknown, _method: M): err is RemoteErrorOf<RequestsOf<C>[M]> {
+    return err instanceof RemoteError
+  }
+
+  /**
+   * Answers the server's `socket.call(method)` (the contract's `clientRequests`). A thrown
+   * `RemoteError` is answered with its code, message and data; anything else with -32603.
+   * A method without a handler is answered -32601. Returns a function that removes the handler.
+   * @example client.handle('confirm', async ({ question }) => window.confirm(question))
+   */
+  handle<M extends keyof ClientRequestsOf<C> & string> (method: M,
+    fn: (params: ParamsOf<ClientRequestsOf<C>[M]>, context: HandleContext) => ResultOf<ClientRequestsOf<C>[M]> | Promise<ResultOf<ClientRequestsOf<C>[M]>>): () => void {
+    const handler = fn as (params: unknown, context: HandleContext) => unknown
+    this.#handlers.set(method, handler)
+    return () => { if (this.#handlers.get(method) === handler) this.#handlers.delete(method) }
+  }
+
+  /** A queued call that gave up before it went out: it never will. */
+  #unqueue (id: string): void {
+    const queue = this.#queue
+    for (let i = 1; i < queue.length; i += 2) {
+      if (queue[i] !== id) continue
+      this.#queuedBytes -= utf8Length(queue[i - 1])
+      queue.splice(i - 1, 2)
+      return
+    }
+  }
+
+  /** A JSON-RPC message from the server: an answer to a call, a request, or a cancellation. */
+  #rpc (msg: Record<string, unknown>): void {
+    const { id, method } = msg
+    if (typeof method !== 'string') {
+      if (typeof id === 'string') this.#pending.get(id)?.resolve(msg)
+      return
+    }
+    if (method === '$/cancelRequest') {
+      const target = (msg.params as { id?: unknown } | undefined)?.id
+      if (typeof target === 'string' || typeof target === 'number') this.#serving.get(target)?.controller.abort(new Error('Request cancelled'))
+      return
+    }
+    if (typeof id !== 'string' && typeof id !== 'number') return
+    const socket = this.#socket as WebSocketLike
+    const answer = (body: Record<string, unknown>): void => {
+      const serving = this.#serving.get(id)
+      if (serving?.socket !== socket) return
+      this.#serving.delete(id)
+      // Answers go only on the connection the request came on.
+      if (this.#socket === socket && socket.readyState === OPEN) socket.send(JSON.stringify({ jsonrpc: '2.0', id, ...body }))
+    }
+    const handler = this.#handlers.get(method)
+    const controller = new AbortController()
+    this.#serving.set(id, { controller, socket })
+    if (handler === undefined) return answer({ error: { code: -32601, message: `Method not found: ${method}` } })
+    const problem = this.#rpcChecks.get(`clientRequests.${method}`)?.(msg.params)
+    if (problem !== undefined) return answer({ error: { code: -32602, message: `Invalid params: ${problem}` } })
+    const failed = (err: unknown): void => answer({
+      error: err instanceof RemoteError
+        ? { code: err.code, message: err.message, ...(err.data === undefined ? {} : { data: err.data }) }
+        : { code: -32603, message: 'Internal error' }
+    })
+    let result: unknown
+    try {
+      result = handler(msg.params, { id, method, signal: controller.signal })
+    } catch (err) {
+      return failed(err)
+    }
+    Promise.resolve(result).then((value) => answer({ result: value ?? null }), failed)
   }
 
   /** Listens for the connection's state. Returns a function that removes the listener. */
@@ -496,6 +708,10 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       this.#emit('invalidMessage', new InvalidServerMessageError(`a server message is not JSON: ${(err as Error).message}`, data))
       return
     }
+    if (msg !== null && typeof msg === 'object' && msg.jsonrpc === '2.0') {
+      this.#rpc(msg)
+      return
+    }
     if (this.#check !== undefined) {
       const problem = this.#check(msg)
       if (problem !== undefined) {
@@ -557,6 +773,11 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       socket.onopen = socket.onmessage = socket.onclose = null
       // ws emits 'error' for a socket closed while connecting: keep a listener.
       socket.onerror = () => {}
+      for (const [id, serving] of this.#serving) {
+        if (serving.socket !== socket) continue
+        this.#serving.delete(id)
+        serving.controller.abort(new Error('The connection closed'))
+      }
       for (const [id, pending] of this.#pending) {
         if (pending.sentOn === socket) {
           pending.reject(new ConnectionClosedError(`the connection closed before request ${id} was answered`, this.closeCode, this.closeReason))

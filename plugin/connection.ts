@@ -6,13 +6,14 @@ import WebSocket from 'ws'
 import { CloseCode, truncateReason } from './close-codes'
 import type { Codec } from './codec'
 import { Fifo } from './fifo'
-import { WebSocketClosedError } from './errors'
+import { FST_WS_UNKNOWN_METHOD, WebSocketClosedError } from './errors'
 import { keepaliveNow, kKeepaliveClock, kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
 import type { ConnectionOptions, Handler, HandlerName } from './options'
 import { callHook, closeChannel, dropChannel, invalidMessageChannel, messageChannel, openChannel, rateLimitChannel } from './diagnostics'
 import { closeDetails, logsLifecycle, type CloseDetails, type ClosedBy, type WireCount } from './lifecycle-log'
 import { TokenBucket } from './rate-limit'
 import { closeCodeOf, keepSocket, receiverOf, replaceListener, senderIdle, socketOf, webSocketOf, wsListener } from './internals'
+import { kResumeRequests, RequestError, Taken, type CallOptions, type RequestEngine } from './requests'
 
 /** What a connection needs from its route, compiled once per route. */
 export interface RouteRuntime {
@@ -30,6 +31,8 @@ export interface RouteRuntime {
   registry: Registry
   /** The server-wide budget for queued outbound bytes (maxBufferedTotal). */
   budget: SendBudget
+  /** JSON-RPC: set when the route declares `requests` or `clientRequests`. */
+  requests: RequestEngine | undefined
 }
 
 /** Where open connections are tracked (`app.websocketClients`) and shutdown waits. */
@@ -749,6 +752,17 @@ export class WebSocketConnection implements KeepaliveMember {
     // A heartbeat that waited for the rate limit.
     if (data.length === 0 && !isBinary && route.options.heartbeat) return this.#answerHeartbeat()
     const message = route.handlers.message
+    // JSON-RPC (plugin/requests.ts): a request starts here, in message order, and
+    // runs beside what follows; at maxConcurrentRequests reading stops until one ends.
+    const requests = route.requests
+    if (requests !== undefined && !isBinary) {
+      const taken = requests.receive(this, data, message !== undefined)
+      if (taken === Taken.Full) {
+        this.#flags |= Flag.Busy
+        if ((this.#flags & Flag.Paused) === 0) this.#pause()
+      }
+      if (taken !== Taken.No) return
+    }
     if (message === undefined) {
       this.fail(CloseCode.UnsupportedData, 'this endpoint accepts no messages')
       return
@@ -772,6 +786,25 @@ export class WebSocketConnection implements KeepaliveMember {
       msg = data.toString()
     }
     this.#runHook('message', message, msg)
+  }
+
+  /** plugin/requests.ts: a connection that reached maxConcurrentRequests may read again. */
+  [kResumeRequests] (): void {
+    this.#drain()
+  }
+
+  /** A JSON-RPC request to the client, one of the route's `clientRequests` (plugin/requests.ts). */
+  // (Its result is typed by the route's clientRequests, in types/.)
+  call (method: string, params?: unknown, options?: CallOptions): Promise<never> {
+    const requests = this.#route.requests
+    if (requests === undefined) return Promise.reject(new FST_WS_UNKNOWN_METHOD(method))
+    return requests.call(this, method, params, options) as Promise<never>
+  }
+
+  /** The error a request handler throws to answer with one of its declared app errors. */
+  // (Typed by the method's errors, in types/.)
+  requestError (name: string, data?: unknown, message?: string): never {
+    return new RequestError(name, data, message) as never
   }
 
   #invalid (err: Error, text: string): void {
@@ -880,6 +913,7 @@ export class WebSocketConnection implements KeepaliveMember {
     })
     if ((this.#flags & Flag.LogsLifecycle) !== 0) this.log.info(details, 'websocket closed')
     if (closeChannel.hasSubscribers) closeChannel.publish({ socket: this, ...details })
+    route.requests?.closed(this)
     this.#finishIfGone()
   }
 

@@ -50,3 +50,15 @@ export const FST_WS_ASYNCAPI_SCHEMA = createError(
 
 export const FST_WS_INVALID_PRESENCE = createError(
   'FST_WS_INVALID_PRESENCE', 'Topic "%s": the presence does not match the presence schema: %s', 400, TypeError)
+
+export const FST_WS_UNKNOWN_METHOD = createError(
+  'FST_WS_UNKNOWN_METHOD', 'Method "%s" is not among the route\'s clientRequests', 500, TypeError)
+
+export const FST_WS_REQUEST_TIMEOUT = createError(
+  'FST_WS_REQUEST_TIMEOUT', 'No answer to %s within %s ms', 500)
+
+export const FST_WS_REQUEST_ABORTED = createError(
+  'FST_WS_REQUEST_ABORTED', 'The call of %s was aborted', 500)
+
+export const FST_WS_INVALID_RESULT = createError(
+  'FST_WS_INVALID_RESULT', 'The result of %s does not match its schema: %s', 500)

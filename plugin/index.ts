@@ -16,6 +16,7 @@ import { checkInternals } from './internals'
 import { watchPluginOrder } from './plugin-order'
 
 watchPluginOrder()
+import { RemoteError, RpcCode } from './requests'
 
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
   // Fastify passes its own register options (prefix, logLevel...) along with ours.
@@ -98,3 +99,5 @@ Object.assign(fastifyTypedWebsocket, { default: fastifyTypedWebsocket })
 module.exports.fastifyTypedWebsocket = fastifyTypedWebsocket
 module.exports.WebSocketClosedError = WebSocketClosedError
 module.exports.CloseCode = CloseCode
+module.exports.RemoteError = RemoteError
+module.exports.RpcCode = RpcCode

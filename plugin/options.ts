@@ -24,6 +24,10 @@ export interface ConnectionOptions {
   /** Open connections allowed (plugin: in all, route: on it); unlimited when absent. */
   maxConnections: number | undefined
   rateLimit: RateLimit | undefined
+  /** Requests whose handlers may run at once on a connection; beyond it the socket stops reading. */
+  maxConcurrentRequests: number
+  /** Milliseconds a request's handler may take before its signal aborts and it is answered -32800. */
+  requestTimeout: number | undefined
 }
 
 export const defaults: Readonly<ConnectionOptions> = Object.freeze({
@@ -41,7 +45,9 @@ export const defaults: Readonly<ConnectionOptions> = Object.freeze({
   subprotocols: undefined,
   selectSubprotocol: undefined,
   maxConnections: undefined,
-  rateLimit: undefined
+  rateLimit: undefined,
+  maxConcurrentRequests: 16,
+  requestTimeout: undefined
 })
 
 const handlerNames = ['message', 'close', 'ping', 'pong', 'error', 'invalidMessage'] as const
@@ -49,7 +55,7 @@ export type HandlerName = typeof handlerNames[number]
 /** A user's hook, called with the Fastify instance as `this`. */
 export type Handler = (this: unknown, ...args: unknown[]) => unknown
 
-const routeOnly = new Set(['inbound', 'outbound', 'binary', 'http', ...handlerNames])
+const routeOnly = new Set(['inbound', 'outbound', 'binary', 'http', 'requests', 'clientRequests', 'handlers', ...handlerNames])
 
 type Input = Record<string, unknown>
 
@@ -108,6 +114,8 @@ function checkOption (where: string, name: string, value: unknown): void {
     case 'closeTimeout':
     case 'maxBufferedAmount':
     case 'maxConnections':
+    case 'maxConcurrentRequests':
+    case 'requestTimeout':
       checkCount(where, name, value, 1)
       return
     case 'rateLimit':
@@ -141,6 +149,11 @@ function checkOption (where: string, name: string, value: unknown): void {
     case 'inbound':
     case 'outbound':
       if (value === null || typeof value !== 'object') fail(where, `${name} must be a schema object`)
+      return
+    case 'requests':
+    case 'clientRequests':
+    case 'handlers':
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(where, `${name} must be an object keyed by method name`)
       return
     default:
       // selectSubprotocol, http and the lifecycle hooks
@@ -232,6 +245,10 @@ export interface RouteSettings {
   /** The answer to a plain GET or HEAD without an upgrade. */
   http?: Handler
   handlers: Partial<Record<HandlerName, Handler>>
+  /** JSON-RPC methods the client may call, their handlers, and the methods the server may call. */
+  requests: Record<string, unknown> | undefined
+  requestHandlers: Record<string, unknown> | undefined
+  clientRequests: Record<string, unknown> | undefined
 }
 
 const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
@@ -239,7 +256,9 @@ const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
 /** Checks a route's `websocket` option (`true` or an object) and merges it over the plugin's options. */
 export function resolveRouteOptions (base: ConnectionOptions, input: unknown, url: string): RouteSettings {
   const where = `Route "${url}"`
-  if (input === true) return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {} }
+  if (input === true) {
+    return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {}, requests: undefined, requestHandlers: undefined, clientRequests: undefined }
+  }
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     fail(where, 'the websocket option must be true or an object')
   }
@@ -255,6 +274,9 @@ export function resolveRouteOptions (base: ConnectionOptions, input: unknown, ur
     outbound: route.outbound as object | undefined,
     binary: route.binary === true,
     http: route.http as Handler | undefined,
-    handlers
+    handlers,
+    requests: route.requests as Record<string, unknown> | undefined,
+    requestHandlers: route.handlers as Record<string, unknown> | undefined,
+    clientRequests: route.clientRequests as Record<string, unknown> | undefined
   }
 }

@@ -17,6 +17,8 @@ import type { SendBudget } from './budget'
 import { destroyOnError, pendingUpgrades } from './upgrade'
 import { markTaken } from './plugin-order'
 import { routeOutbound, type RouteOutbound } from './outbound-fit'
+import { compileMethods } from './request-methods'
+import { RequestEngine } from './requests'
 
 /** What the plugin shares between its hooks. */
 export interface PluginState {
@@ -160,21 +162,42 @@ export function compileRoutes (state: PluginState): void {
       throw new FST_WS_INVALID_OPTION(`Route "${route.url}"`, 'the route handler (open) must be a function')
     }
     const schemas = route.instance.getSchemas()
+    const ajv = (): Ajv => {
+      let ajv = ajvs.get(route.instance)
+      if (ajv === undefined) {
+        ajv = createAjv(schemas)
+        ajvs.set(route.instance, ajv)
+      }
+      return ajv
+    }
     const codec = compileCodec({
       url: route.url,
       inbound: settings.inbound,
       outbound: settings.outbound,
       validateOutbound: options.validateOutbound,
       schemas,
-      ajv: () => {
-        let ajv = ajvs.get(route.instance)
-        if (ajv === undefined) {
-          ajv = createAjv(schemas)
-          ajvs.set(route.instance, ajv)
-        }
-        return ajv
-      }
+      ajv
     })
+    let requests: RequestEngine | undefined
+    if (settings.requests !== undefined || settings.clientRequests !== undefined || settings.requestHandlers !== undefined) {
+      const methods = compileMethods({
+        url: route.url,
+        requests: settings.requests,
+        handlers: settings.requestHandlers,
+        clientRequests: settings.clientRequests,
+        validateOutbound: options.validateOutbound,
+        ajv,
+        schemas
+      })
+      requests = new RequestEngine({
+        methods: methods.server,
+        clientMethods: methods.client,
+        maxConcurrentRequests: options.maxConcurrentRequests,
+        maxPendingBytes: options.maxPendingBytes ?? options.maxMessageSize,
+        requestTimeout: options.requestTimeout,
+        instance: route.instance
+      })
+    }
     const wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -200,6 +223,7 @@ export function compileRoutes (state: PluginState): void {
       instance: route.instance,
       registry: state.registry,
       budget: state.budget,
+      requests,
       wss,
       checkOrigin: compileOriginCheck(options.checkOrigin),
       subprotocols: options.subprotocols,

@@ -20,7 +20,9 @@ const contractDefaults = {
   subprotocols: undefined,
   selectSubprotocol: undefined,
   maxConnections: undefined,
-  rateLimit: undefined
+  rateLimit: undefined,
+  maxConcurrentRequests: 16,
+  requestTimeout: undefined
 }
 
 const invalidOption = (_where: string, message: RegExp) => ({ code: 'FST_WS_INVALID_OPTION', message })
@@ -81,7 +83,9 @@ t.test('every option is accepted with a valid value', async (t) => {
     validateOutbound: false,
     selectSubprotocol: select,
     maxConnections: 1,
-    rateLimit: { messages: 1, interval: 1, action: 'close' }
+    rateLimit: { messages: 1, interval: 1, action: 'close' },
+    maxConcurrentRequests: 2,
+    requestTimeout: 3
   })
   t.strictSame(resolved, {
     maxMessageSize: 1,
@@ -98,7 +102,9 @@ t.test('every option is accepted with a valid value', async (t) => {
     subprotocols: undefined,
     selectSubprotocol: select,
     maxConnections: 1,
-    rateLimit: { messages: 1, bytes: undefined, interval: 1, action: 'close' }
+    rateLimit: { messages: 1, bytes: undefined, interval: 1, action: 'close' },
+    maxConcurrentRequests: 2,
+    requestTimeout: 3
   })
   t.equal(resolvePluginOptions({ checkOrigin: true }).checkOrigin, true)
   const list = ['https://a.example', /\.b\.example$/]
@@ -259,7 +265,7 @@ t.test('unknown options', async (t) => {
 t.test('the websocket route option: true or an object', async (t) => {
   const base = resolvePluginOptions({ maxMessageSize: 77 })
   const pushOnly = resolveRouteOptions(base, true, '/push')
-  t.strictSame(pushOnly, { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {} })
+  t.strictSame(pushOnly, { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {}, requests: undefined, requestHandlers: undefined, clientRequests: undefined })
   for (const value of ['yes', 1, null, [], [{}], false]) {
     t.throws(() => resolveRouteOptions(base, value, '/bad'),
       invalidOption('Route "/bad"', /^Route "\/bad": the websocket option must be true or an object$/), JSON.stringify(value))

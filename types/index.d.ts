@@ -56,15 +56,17 @@ declare module 'fastify' {
       const SchemaCompiler extends FastifySchema = FastifySchema,
       Inbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
       Outbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
-      Binary extends boolean = false
+      Binary extends boolean = false,
+      Requests extends fastifyTypedWebsocket.RequestSchemas | undefined = undefined,
+      ClientRequests extends fastifyTypedWebsocket.RequestSchemas | undefined = undefined
     >(
       opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & {
         method: 'GET' | Array<'GET' | 'HEAD'>
         url: string
-        websocket: true | fastifyTypedWebsocket.WebSocketRouteOptions<Inbound, Outbound, Binary,
-          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>
+        websocket: true | fastifyTypedWebsocket.WebSocketRoute<Inbound, Outbound, Binary,
+          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>, Requests, ClientRequests>
         handler: fastifyTypedWebsocket.OpenHandler<fastifyTypedWebsocket.TypedWebSocket<fastifyTypedWebsocket.OutboundOf<Outbound>,
-          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>>
+          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>, fastifyTypedWebsocket.MethodsOf<ClientRequests>>>
       }
     ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>
   }
@@ -83,15 +85,17 @@ declare module 'fastify' {
       const SchemaCompiler extends FastifySchema = FastifySchema,
       Inbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
       Outbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
-      Binary extends boolean = false
+      Binary extends boolean = false,
+      Requests extends fastifyTypedWebsocket.RequestSchemas | undefined = undefined,
+      ClientRequests extends fastifyTypedWebsocket.RequestSchemas | undefined = undefined
     >(
       path: string,
       opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & {
-        websocket: true | fastifyTypedWebsocket.WebSocketRouteOptions<Inbound, Outbound, Binary,
-          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>
+        websocket: true | fastifyTypedWebsocket.WebSocketRoute<Inbound, Outbound, Binary,
+          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>, Requests, ClientRequests>
       },
       open: fastifyTypedWebsocket.OpenHandler<fastifyTypedWebsocket.TypedWebSocket<fastifyTypedWebsocket.OutboundOf<Outbound>,
-        FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>>
+        FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>, fastifyTypedWebsocket.MethodsOf<ClientRequests>>>
     ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>
   }
 }
@@ -125,7 +129,78 @@ declare namespace fastifyTypedWebsocket {
    * The socket every hook receives (Tornado's handler instance).
    * @example await socket.send({ type: 'said', from: 'ann', text: 'hi' })
    */
-  export interface TypedWebSocket<Outbound = unknown, Request = FastifyRequest> {
+  /** One method of `requests` or `clientRequests`: TypeBox schemas of its params, its result and its app errors. */
+  export interface RequestSchema {
+    params?: MessageSchema | undefined
+    result?: MessageSchema | undefined
+    /** App errors by name, each the schema of its `data`; answered with codes from 1 up (see docs/requests.md). */
+    errors?: Record<string, MessageSchema> | undefined
+  }
+  /** A route's `requests` or `clientRequests`: methods by name. */
+  export type RequestSchemas = Record<string, RequestSchema>
+  /** The methods of a `requests` / `clientRequests` option (none when it is absent). */
+  export type MethodsOf<R> = R extends RequestSchemas ? R : Record<never, never>
+  /** What a method takes: its `params` schema's type, else `undefined`. */
+  export type ParamsOf<M> = M extends { params: infer S } ? StaticOf<S> : undefined
+  /** What a method answers: its `result` schema's type, else any JSON value. */
+  export type ResultOf<M> = M extends { result: infer S } ? StaticOf<S> : unknown
+  /** A method's app errors: the type of each one's `data`, by name. */
+  export type ErrorsOf<M> = M extends { errors: infer E } ? { [N in keyof E & string]: StaticOf<E[N]> } : Record<never, never>
+
+  /** The error a request handler throws to answer with a declared app error; made by `socket.requestError()`. */
+  export interface RequestError<Name extends string = string, Data = unknown> extends Error {
+    readonly name: Name
+    readonly data: Data
+  }
+
+  /** The arguments of `socket.requestError()`: a declared app error's name, its data, and a message. */
+  export type RequestErrorArgs<Errors> = { [N in keyof Errors & string]: [name: N, data: Errors[N], message?: string] }[keyof Errors & string]
+
+  /** The third argument of a request handler. */
+  export interface RequestContext {
+    /** The request's id, as the client sent it. */
+    readonly id: string | number
+    readonly method: string
+    /** Aborts when the client cancels (`$/cancelRequest`), the connection closes, or `requestTimeout` passes. */
+    readonly signal: AbortSignal
+  }
+
+  /** The arguments of `socket.call()`: the params (optional for a method that takes none), then the options. */
+  export type CallArgs<Params> = [Params] extends [undefined] ? [params?: undefined, options?: CallOptions] : [params: Params, options?: CallOptions]
+
+  export interface CallOptions {
+    /** Milliseconds to wait for the answer; default the route's `requestTimeout`, else 30000. The cancellation is sent on timeout. */
+    timeout?: number | undefined
+    /** Aborting rejects the call and sends the cancellation. */
+    signal?: AbortSignal | undefined
+  }
+
+  /** The error answer of a request: `code` and `message`, and for a declared app error its `name` and `data`. */
+  export type RemoteErrorOf<M> =
+    | { [N in keyof ErrorsOf<M> & string]: RemoteError & { readonly name: N, readonly data: ErrorsOf<M>[N] } }[keyof ErrorsOf<M> & string]
+    | (RemoteError & { readonly name: 'RemoteError' })
+
+  /** A request handler: returns (or resolves to) the method's result, or throws `socket.requestError()`. */
+  export type RequestHandler<Socket, M> = (this: FastifyInstance, socket: Socket, params: ParamsOf<M>, context: RequestContext) => ResultOf<M> | Promise<ResultOf<M>>
+
+  /** A handler for every method of `requests`. */
+  export type RequestHandlers<Requests, Outbound, Request, ClientRequests> = {
+    [M in keyof Requests]: RequestHandler<TypedWebSocket<Outbound, Request, ClientRequests, ErrorsOf<Requests[M]>>, Requests[M]>
+  }
+
+  export interface TypedWebSocket<Outbound = unknown, Request = FastifyRequest, ClientRequests = Record<never, never>, Errors = Record<never, never>> {
+    /**
+     * Calls one of the route's `clientRequests` on the client (JSON-RPC 2.0) and resolves with its result.
+     * Rejects with a {@link RemoteError} (a client without a handler answers -32601), `FST_WS_REQUEST_TIMEOUT`,
+     * `FST_WS_REQUEST_ABORTED`, `FST_WS_CLOSED` or `FST_WS_INVALID_RESULT`.
+     * @example const ok = await socket.call('confirm', { question: 'Delete the room?' }, { timeout: 30_000 })
+     */
+    call<M extends keyof ClientRequests & string> (method: M, ...args: CallArgs<ParamsOf<ClientRequests[M]>>): Promise<ResultOf<ClientRequests[M]>>
+    /**
+     * In a request handler: the error to throw to answer with one of the method's declared app errors.
+     * @example throw socket.requestError('room_full', { capacity: 10 }, 'the room is full')
+     */
+    requestError (...args: RequestErrorArgs<Errors>): RequestError
     /**
      * Sends an object (serialized from the `outbound` schema), a string (text) or a Buffer (binary).
      * Resolves when the frame is flushed to the network; throws {@link WebSocketClosedError} at once
@@ -254,6 +329,10 @@ declare namespace fastifyTypedWebsocket {
     maxConnections?: number | undefined
     /** Messages (and bytes) a connection may send per interval. Default: unlimited. */
     rateLimit?: RateLimitOptions | undefined
+    /** Request handlers that may run at once on a connection; beyond it the socket stops reading (TCP backpressure). Default 16. */
+    maxConcurrentRequests?: number | undefined
+    /** Milliseconds a request handler may take: then its signal aborts and the request is answered -32800. Default: no limit. */
+    requestTimeout?: number | undefined
   }
 
   export interface FastifyTypedWebsocketOptions extends WebSocketOptions {
@@ -329,13 +408,37 @@ declare namespace fastifyTypedWebsocket {
     presence (key: string): Promise<Presence[]>
   }
 
+  /** A route's `websocket` object: its options, and a handler for each of its `requests`. */
+  export type WebSocketRoute<
+    Inbound extends MessageSchema | undefined = undefined,
+    Outbound extends MessageSchema | undefined = undefined,
+    Binary extends boolean = false,
+    Request = FastifyRequest,
+    Requests extends RequestSchemas | undefined = undefined,
+    ClientRequests extends RequestSchemas | undefined = undefined
+  > = WebSocketRouteOptions<Inbound, Outbound, Binary, Request, Requests, ClientRequests> & ([Requests] extends [RequestSchemas]
+    ? {
+        /** A handler for every method of `requests`, called with the socket, the checked params and `{ id, method, signal }`. */
+        handlers: RequestHandlers<Requests, OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>
+      }
+    : { handlers?: undefined })
+
   /** A route's `websocket` option: schemas, hooks and option overrides. */
   export interface WebSocketRouteOptions<
     Inbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
     Outbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
     Binary extends boolean = false,
-    Request = FastifyRequest
+    Request = FastifyRequest,
+    Requests extends RequestSchemas | undefined = undefined,
+    ClientRequests extends RequestSchemas | undefined = undefined
   > extends WebSocketOptions<Request> {
+    /**
+     * JSON-RPC 2.0 methods the client may call, each with TypeBox schemas of its params, result and app errors.
+     * @example requests: { join: { params: Type.Object({ room: Type.String() }), result: Type.Object({ members: Type.Array(Type.String()) }) } }
+     */
+    requests?: Requests | undefined
+    /** JSON-RPC 2.0 methods the server may call on the client with `socket.call()`. */
+    clientRequests?: ClientRequests | undefined
     /** Schema of every text message (JSON); a message that fails it never reaches `message`. */
     inbound?: Inbound | undefined
     /** Schema of the objects `socket.send()` takes; compiled into a serializer. */
@@ -348,17 +451,17 @@ declare namespace fastifyTypedWebsocket {
      */
     http?: ((this: FastifyInstance, request: Request, reply: FastifyReply) => unknown) | undefined
     /** Each data message, one at a time per connection, in arrival order. */
-    message?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, msg: InboundOf<Inbound, Binary>) => HookResult) | undefined
+    message?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, msg: InboundOf<Inbound, Binary>) => HookResult) | undefined
     /** Once, after the connection is gone, if `open` completed: the peer's code and reason, and who closed with what. */
-    close?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, code: number, reason: string, details: CloseDetails) => HookResult) | undefined
+    close?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, code: number, reason: string, details: CloseDetails) => HookResult) | undefined
     /** A ping arrived (it was already answered). */
-    ping?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult) | undefined
+    ping?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, data: Buffer) => HookResult) | undefined
     /** A pong arrived. */
-    pong?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult) | undefined
+    pong?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, data: Buffer) => HookResult) | undefined
     /** `open`, `message`, `ping` or `pong` threw. Default: log and close 1011 `internal error`. */
-    error?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: unknown) => HookResult) | undefined
+    error?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, err: unknown) => HookResult) | undefined
     /** A text message that is not JSON or fails `inbound`. Default: close 1007 naming the failing path. */
-    invalidMessage?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: InvalidMessageError, raw: string) => HookResult) | undefined
+    invalidMessage?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, err: InvalidMessageError, raw: string) => HookResult) | undefined
   }
 
   export interface InjectWSOptions {
@@ -393,6 +496,27 @@ declare namespace fastifyTypedWebsocket {
    * @example if (err instanceof WebSocketClosedError) return
    */
   export const WebSocketClosedError: FastifyErrorConstructor<{ code: 'FST_WS_CLOSED', statusCode: 500 }, [string]>
+
+  /**
+   * The error answer of a JSON-RPC request: `code` and `message`, and for a declared app error its `name` and `data`
+   * (`name` is `'RemoteError'` otherwise).
+   * @example if (err instanceof RemoteError && err.code === -32601) console.log('the client cannot confirm')
+   */
+  export class RemoteError extends Error {
+    constructor (code: number, message: string, data?: unknown, name?: string)
+    readonly code: number
+    readonly data: unknown
+  }
+
+  /** The standard JSON-RPC 2.0 error codes, and -32800 for a cancelled request. */
+  export const RpcCode: {
+    readonly ParseError: -32700
+    readonly InvalidRequest: -32600
+    readonly MethodNotFound: -32601
+    readonly InvalidParams: -32602
+    readonly InternalError: -32603
+    readonly Cancelled: -32800
+  }
 
   /**
    * The plugin: registers the `websocket` route option, `app.websocketClients` and `app.injectWS()`.
