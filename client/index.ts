@@ -361,8 +361,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     // Call results and the params of the server's requests, by method.
     for (const [list, key] of [['requests', 'result'], ['clientRequests', 'params']] as const) {
       const methods = contract[list] ?? {}
-      for (const name of Object.keys(methods)) {
-        const schema = methods[name][key]
+      for (const [name, method] of Object.entries(methods)) {
+        const schema = method[key]
         if (schema !== undefined) this.#rpcChecks.set(`${list}.${name}`, checkOf(schema, `the ${key} schema of ${name}`))
       }
     }
@@ -505,7 +505,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     const queue = this.#queue
     for (let i = 1; i < queue.length; i += 2) {
       if (queue[i] !== id) continue
-      this.#queuedBytes -= utf8Length(queue[i - 1])
+      this.#queuedBytes -= utf8Length(queue[i - 1] as string)
       queue.splice(i - 1, 2)
       return
     }
