@@ -61,7 +61,7 @@ class KeyState {
 
 // A publish of this node with `except`, until its delivery passes by: known by
 // its tag (unique to the publish) and, once the broker answered, by its offset.
-interface Exception { socket: WebSocketConnection, tag: string, offset: number | undefined }
+interface Exception { socket: WebSocketConnection, tag: string, offset: number | undefined, delivered: boolean }
 
 function dropException (state: KeyState, exception: Exception): void {
   const list = state.exceptions as Exception[]
@@ -70,15 +70,18 @@ function dropException (state: KeyState, exception: Exception): void {
   if (list.length === 0) state.exceptions = undefined
 }
 
-/** The socket a delivery must skip; exceptions it passed by are dropped. */
+/**
+ * The socket a delivery must skip. Each exception is dropped once: here when its
+ * delivery comes (by tag, or by offset once publish() knows it) or passed by
+ * untagged after publish() learnt its offset; otherwise by publish() itself.
+ */
 function exceptFor (state: KeyState, entry: BrokerEntry): WebSocketConnection | undefined {
   let skip: WebSocketConnection | undefined
   for (const exception of [...state.exceptions as Exception[]]) {
     if (exception.tag === entry.tag || exception.offset === entry.offset) {
       skip = exception.socket
-      // Matched by its tag before the offset is known: publish() drops it when it learns the offset.
-      if (exception.offset === undefined) exception.offset = entry.offset
-      else dropException(state, exception)
+      exception.delivered = true
+      dropException(state, exception)
     } else if (exception.offset !== undefined && exception.offset < entry.offset) {
       dropException(state, exception)
     }
@@ -175,20 +178,21 @@ export class Topic {
     const state = except === undefined ? undefined : this.#keys.get(key)
     let exception: Exception | undefined
     if (state !== undefined) {
-      exception = { socket: except as WebSocketConnection, tag: this.#node.tag(), offset: undefined }
+      exception = { socket: except as WebSocketConnection, tag: this.#node.tag(), offset: undefined, delivered: false }
       ;(state.exceptions ??= []).push(exception)
     }
     try {
       const offset = await broker.publish(this.settings, key, { head, body, tag: exception?.tag })
-      if (exception !== undefined) {
-        // Already delivered (the tag matched), or its delivery passed by untagged: nothing left to skip.
-        if (exception.offset !== undefined || (state as KeyState).offset >= offset) dropException(state as KeyState, exception)
+      if (exception !== undefined && !exception.delivered) {
+        // Its delivery passed by untagged (a broker that does not hand tags back): nothing left to skip.
+        if ((state as KeyState).offset >= offset) dropException(state as KeyState, exception)
         else exception.offset = offset
       }
       if (publishChannel.hasSubscribers) publishChannel.publish({ topic: this.name, key, offset, subscribers: this.subscribers(key).size })
       return { offset }
     } catch (err) {
-      if (exception !== undefined) dropException(state as KeyState, exception)
+      // (A publish can be delivered and still fail: Redis ran it, and its answer was lost.)
+      if (exception !== undefined && !exception.delivered) dropException(state as KeyState, exception)
       throw err
     }
   }

@@ -245,3 +245,27 @@ t.test('a broker without tags: except is matched by offset once known; a deliver
     'skipped by offset; an untagged early delivery is not skipped; an exception never delivered is dropped when the next passes')
   t.same((await toB).map(m => JSON.parse(m as string).text), ['late, by offset', 'early, untagged', 'next', 'last'], 'b gets every message that was delivered')
 })
+
+/** A broker whose tagged publish is delivered, then another node's publish of the key, then answered (or lost). */
+class DeliveredFirst extends MemoryBroker {
+  lose = false
+  override async publish (topic: BrokerTopic, key: string, message: BrokerMessage): Promise<number> {
+    if (message.tag === undefined) return await super.publish(topic, key, message)
+    const offset = await super.publish(topic, key, message)
+    await super.publish(topic, key, { head: message.head, body: message.body })
+    if (this.lose) throw new Error('the answer was lost')
+    return offset
+  }
+}
+
+t.test('except: its own delivery and another node\'s both come before the answer; or the answer is lost after delivery', async (t) => {
+  const broker = new DeliveredFirst()
+  const { notes, sockets, clients: [a, b] } = await notesServer(t, 2, broker)
+  const toA = messages(a, 2)
+  const toB = messages(b, 4)
+  t.same(await notes.publish('k', { text: 'same' }, { except: sockets[0] }), { offset: 1 }, 'the publish resolves with its own offset')
+  broker.lose = true
+  await t.rejects(notes.publish('k', { text: 'same' }, { except: sockets[0] }), /the answer was lost/, 'a lost answer is the broker\'s error')
+  t.same(await toA, ['{"text":"same"}', '{"text":"same"}'], 'a got only the other node\'s copies')
+  t.same(await toB, Array.from({ length: 4 }, () => '{"text":"same"}'))
+})
