@@ -42,7 +42,7 @@ t.test('npm start on a port in use says so and says to set PORT', async (t) => {
     `Set PORT to a free one, e.g. PORT=${port + 1} npm start`)
 })
 
-/** The `redis-server …` command lines of a README's shell blocks. */
+/** The `redis-server …` command lines of a page's shell blocks. */
 function redisCommands (file: string): string[] {
   const text = readFileSync(join(ROOT, file), 'utf8')
   const lines: string[] = []
@@ -53,8 +53,8 @@ function redisCommands (file: string): string[] {
 }
 
 t.test('the Redis recipes listen on 127.0.0.1 only', async (t) => {
-  const commands = [...redisCommands('README.md'), ...redisCommands('examples/chat/README.md')]
-  t.equal(commands.length, 2, 'one recipe in each README')
+  const commands = [...redisCommands('docs/topics.md'), ...redisCommands('examples/chat/README.md')]
+  t.equal(commands.length, 2, 'one recipe in docs/topics.md and one in the example\'s README')
   for (const command of commands) {
     const port = await freePort()
     const args = command.split(/\s+/).slice(1).map(a => a === "''" ? '' : a)
@@ -75,7 +75,7 @@ t.test('the Redis recipes listen on 127.0.0.1 only', async (t) => {
     t.strictSame(await client.config('GET', 'bind'), ['bind', '127.0.0.1'], command)
     client.disconnect()
   }
-  for (const file of ['README.md', 'examples/chat/README.md']) {
+  for (const file of ['README.md', 'docs/topics.md', 'examples/chat/README.md']) {
     for (const m of readFileSync(join(ROOT, file), 'utf8').matchAll(/docker run ([^`\n]*)/g)) {
       t.match(m[1], /-p 127\.0\.0\.1:/, `${file}: docker publishes Redis on 127.0.0.1 only`)
     }

@@ -2,12 +2,12 @@
 // repository as the README's install section makes it (`npm init -y`, `npm pkg set
 // type=module`), with only what its install lines name (plus TypeScript 5.9 and 7), compiled there with strict tsc (plus exactOptionalPropertyTypes and
 // noUncheckedIndexedAccess), as ES module (nodenext) and CommonJS; and
-// every ```ts / ```js block of README.md compiled in that project, the runnable ones
-// run against the README's own route.
+// every ```ts / ```js block of README.md and of every page of docs/ compiled in that project,
+// the runnable ones run against the README's own route.
 //
-// README code blocks: every ```ts and ```js block is checked. By default a block is a
-// complete ES module program and is compiled as it stands. An HTML comment on the line
-// before a block changes that:
+// Code blocks: every ```ts and ```js block of README.md and docs/*.md is checked. By default a
+// block is a complete ES module program and is compiled as it stands. An HTML comment on the
+// line before a block changes that:
 //   <!-- check: cjs -->             a CommonJS program (compiled as .cts / .cjs)
 //   <!-- check: fragment -->        statements that continue the README's first program
 //                                   (its `app`, schemas and route): compiled appended to it
@@ -16,7 +16,10 @@
 //   <!-- check: fragment run -->    a fragment that is also run: the first program listens on a
 //                                   free port, a client joins its route, the fragment runs, the
 //                                   app closes; it must exit cleanly without an error logged
-//   <!-- check: none -->            not checked (say why in the README text)
+//   <!-- check: module NAME -->     a module that other blocks import as './NAME.js' (a shared
+//                                   contract): compiled as NAME.ts / NAME.js
+//   <!-- check: none -->            not checked (say why in the text)
+// Fragments of every page continue the README's first program.
 // The first program itself is built with the README's tsconfig.json and run as the README
 // says (`node dist/server.js`): a real client joins its route and talks to it.
 import t from 'tap'
@@ -31,17 +34,26 @@ t.setTimeout(420_000)
 
 const ROOT = join(__dirname, '..')
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8')
+// The pages whose blocks are checked: the README first (its first program is the one the
+// fragments continue), then every page of docs/.
+const PAGES = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter(f => f.endsWith('.md')).sort().map(f => `docs/${f}`)]
 
-interface Block { lang: 'ts' | 'js', mode: string, code: string, line: number }
+interface Block { page: string, lang: 'ts' | 'js', mode: string, code: string, line: number }
 
-function readmeBlocks (): Block[] {
+function pageBlocks (page: string): Block[] {
+  const text = readFileSync(join(ROOT, page), 'utf8')
   const blocks: Block[] = []
   const pattern = /(?:<!-- check: ([a-z -]+) -->\n)?```(ts|js)\n([\s\S]*?)```/g
-  for (const m of README.matchAll(pattern)) {
-    const line = README.slice(0, m.index).split('\n').length + (m[1] === undefined ? 0 : 1)
-    blocks.push({ mode: m[1]?.trim() ?? 'program', lang: m[2] as 'ts' | 'js', code: m[3], line })
+  for (const m of text.matchAll(pattern)) {
+    const line = text.slice(0, m.index).split('\n').length + (m[1] === undefined ? 0 : 1)
+    blocks.push({ page, mode: m[1]?.trim() ?? 'program', lang: m[2] as 'ts' | 'js', code: m[3], line })
   }
   return blocks
+}
+
+/** The name a `module NAME` block is imported by, else undefined. */
+function moduleName (block: Block): string | undefined {
+  return /^module ([a-z-]+)$/.exec(block.mode)?.[1]
 }
 
 /**
@@ -97,12 +109,17 @@ function node (args: string[], cwd: string, timeout: number): Promise<Run> {
   return run('env', ['-u', 'NODE_OPTIONS', process.execPath, ...args], cwd, timeout)
 }
 
-const blocks = readmeBlocks()
-const first = blocks.find(b => b.mode === 'program' && b.lang === 'ts' && b.code.includes('app.listen'))
+const blocks = PAGES.flatMap(pageBlocks)
+const first = blocks.find(b => b.page === 'README.md' && b.mode === 'program' && b.lang === 'ts' && b.code.includes('app.listen'))
 
-t.test('the README has a first program, and every block a known mode', async (t) => {
+t.test('the README has a first program, and every block of every page a known mode', async (t) => {
   t.ok(first, 'a complete TypeScript program that listens')
-  for (const b of blocks) t.ok(['program', 'cjs', 'fragment', 'route-options', 'fragment run', 'none'].includes(b.mode), `README.md:${b.line}: mode "${b.mode}"`)
+  t.ok(PAGES.length > 1, `the docs pages are read too: ${PAGES.join(', ')}`)
+  for (const b of blocks) {
+    t.ok(['program', 'cjs', 'fragment', 'route-options', 'fragment run', 'none'].includes(b.mode) || moduleName(b) !== undefined, `${b.page}:${b.line}: mode "${b.mode}"`)
+  }
+  const modules = blocks.map(moduleName).filter(n => n !== undefined)
+  t.equal(new Set(modules).size, modules.length, `one block per module name: ${modules.join(', ')}`)
 })
 
 // A user's own files beside the README's: both module systems, and types that must not be `any`.
@@ -155,7 +172,7 @@ function firstProgram (listen: 'none' | 'free-port'): string {
     : code.replace(/port: 3000/, 'port: 0')
 }
 
-t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and CommonJS, and every README block', { timeout: 410_000 }, async (t) => {
+t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and CommonJS, and every block of the README and docs/', { timeout: 410_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fastify-typed-websocket-consumer-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const packed = await run('npm', ['pack', '--pack-destination', dir, '--silent', '--ignore-scripts'], ROOT, 60_000)
@@ -179,7 +196,7 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
     for (const m of block.code.matchAll(/(?:from |require\()'([^']+)'/g)) {
       const name = m[1] as string
       if (name.startsWith('node:') || name.startsWith('.') || name.startsWith('fastify-typed-websocket/')) continue
-      t.ok(deps.includes(name), `the install line names ${name}, which README.md:${block.line} imports`)
+      t.ok(deps.includes(name), `the install line names ${name}, which ${block.page}:${block.line} imports`)
     }
   }
   t.ok(devDeps.includes('typescript'), 'and TypeScript for TypeScript users')
@@ -196,9 +213,11 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
   write('probe-cjs.cts', PROBE_CJS)
   const runs: Array<{ file: string, block: Block }> = []
   for (const [i, block] of blocks.entries()) {
-    const name = `readme-${String(i).padStart(2, '0')}-line-${block.line}`
+    const name = `${block.page.replace(/\.md$/, '').replace(/\W/g, '-').toLowerCase()}-${String(i).padStart(2, '0')}-line-${block.line}`
     const ext = block.lang === 'ts' ? (block.mode === 'cjs' ? 'cts' : 'mts') : (block.mode === 'cjs' ? 'cjs' : 'mjs')
     if (block.mode === 'none') continue
+    const module = moduleName(block)
+    if (module !== undefined) write(`${module}.${block.lang}`, block.code)
     if (block.mode === 'program' || block.mode === 'cjs') write(`${name}.${ext}`, block.code)
     if (block.mode === 'fragment' || block.mode === 'fragment run') write(`${name}.${ext}`, `${firstProgram('none')}\n${block.code}`)
     if (block.mode === 'route-options') {
@@ -286,7 +305,7 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
   })
 
   for (const { file, block } of runs) {
-    await t.test(`README.md:${block.line} runs against the README's route`, async (t) => {
+    await t.test(`${block.page}:${block.line} runs against the README's route`, async (t) => {
       const result = await node([join('out', file.replace(/\.mts$/, '.mjs'))], project, 30_000)
       t.equal(result.code, 0, `exit code (stderr: ${result.stderr.slice(-1000)})`)
       const logs = result.stdout.split('\n').filter(l => l.startsWith('{"level"')).map(l => JSON.parse(l) as { level: number, msg: string })
