@@ -1,4 +1,4 @@
-// The handshake end to end (DESIGN.md, "Handshake"): every row of the table from a raw
+// The handshake end to end (docs/handshake.md, "The refusals, in order"): every row of its table from a raw
 // TCP client, and from the `ws` client and undici's WHATWG WebSocket where they can send it.
 import t, { type Test } from 'tap'
 import type { IncomingMessage } from 'node:http'

@@ -1,4 +1,4 @@
-// The connection lifecycle (DESIGN.md, Lifecycle): open, message, close, ping/pong and
+// The connection lifecycle (docs/lifecycle.md): open, message, close, ping/pong and
 // error hooks, in the order and with the arguments a client can observe.
 import t from 'tap'
 import { once } from 'node:events'

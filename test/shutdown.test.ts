@@ -1,4 +1,4 @@
-// app.websocketClients and graceful shutdown (DESIGN.md, Decorations; Testing and shutdown).
+// app.websocketClients and graceful shutdown (docs/lifecycle.md, "Clients and shutdown").
 import t from 'tap'
 import { startServer, connect, closed, messages, until, deferred, sleep, connectWhatwg, whatwgClosed, type Refused } from './helpers/server'
 import { RawClient, Opcode, closePayload } from './helpers/raw'

@@ -1,4 +1,4 @@
-// The socket every hook receives (DESIGN.md, Socket): send, close, ping and the
+// The socket every hook receives (docs/reference.md, "The socket"): send, close, ping and the
 // read-only properties, as a client sees them.
 import t from 'tap'
 import WebSocket from 'ws'

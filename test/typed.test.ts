@@ -1,5 +1,5 @@
 // Typed routes end to end: every text message is JSON checked against `inbound`;
-// objects sent go out through `outbound` (DESIGN.md: Registering a route, Lifecycle).
+// objects sent go out through `outbound` (docs/reference.md, "Route-only keys"; docs/lifecycle.md, "Typed messages").
 import t from 'tap'
 import { Type, type Static } from '@sinclair/typebox'
 import WebSocket from 'ws'

@@ -1,4 +1,4 @@
-// Type-level test: the example of DESIGN.md Part 3, as a user writes it, compiles.
+// Type-level test: the contract and handlers of docs/requests.md, as a user writes them, compile.
 import Fastify, { type FastifyRequest } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import typedWebsocket, { type TypedWebSocket } from 'fastify-typed-websocket'
