@@ -9,6 +9,8 @@
 // block is a complete ES module program and is compiled as it stands. An HTML comment on the
 // line before a block changes that:
 //   <!-- check: cjs -->             a CommonJS program (compiled as .cts / .cjs)
+//   <!-- check: run -->             a complete program that is also run: it must exit by itself,
+//                                   with code 0 and nothing logged as an error
 //   <!-- check: fragment -->        statements that continue the README's first program
 //                                   (its `app`, schemas and route): compiled appended to it
 //   <!-- check: route-options -->   the inside of a route's options object (`websocket: {…}`),
@@ -116,7 +118,7 @@ t.test('the README has a first program, and every block of every page a known mo
   t.ok(first, 'a complete TypeScript program that listens')
   t.ok(PAGES.length > 1, `the docs pages are read too: ${PAGES.join(', ')}`)
   for (const b of blocks) {
-    t.ok(['program', 'cjs', 'fragment', 'route-options', 'fragment run', 'none'].includes(b.mode) || moduleName(b) !== undefined, `${b.page}:${b.line}: mode "${b.mode}"`)
+    t.ok(['program', 'run', 'cjs', 'fragment', 'route-options', 'fragment run', 'none'].includes(b.mode) || moduleName(b) !== undefined, `${b.page}:${b.line}: mode "${b.mode}"`)
   }
   const modules = blocks.map(moduleName).filter(n => n !== undefined)
   t.equal(new Set(modules).size, modules.length, `one block per module name: ${modules.join(', ')}`)
@@ -212,6 +214,7 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
   write('probe-esm.mts', PROBE_ESM)
   write('probe-cjs.cts', PROBE_CJS)
   const runs: Array<{ file: string, block: Block }> = []
+  const programRuns: Array<{ file: string, block: Block }> = []
   for (const [i, block] of blocks.entries()) {
     const name = `${block.page.replace(/\.md$/, '').replace(/\W/g, '-').toLowerCase()}-${String(i).padStart(2, '0')}-line-${block.line}`
     const ext = block.lang === 'ts' ? (block.mode === 'cjs' ? 'cts' : 'mts') : (block.mode === 'cjs' ? 'cjs' : 'mjs')
@@ -219,6 +222,10 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
     const module = moduleName(block)
     if (module !== undefined) write(`${module}.${block.lang}`, block.code)
     if (block.mode === 'program' || block.mode === 'cjs') write(`${name}.${ext}`, block.code)
+    if (block.mode === 'run') {
+      write(`${name}.${ext}`, block.code)
+      programRuns.push({ file: `${name}.${ext}`, block })
+    }
     if (block.mode === 'fragment' || block.mode === 'fragment run') write(`${name}.${ext}`, `${firstProgram('none')}\n${block.code}`)
     if (block.mode === 'route-options') {
       write(`${name}.${ext}`, `${firstProgram('none')}\napp.get('/checked', {\n${indent(block.code)}\n}, function open () {})\n`)
@@ -244,7 +251,7 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
   mkdirSync(runDir)
   writeFileSync(join(runDir, 'tsconfig.json'), tsconfig ?? '{}')
   writeFileSync(join(runDir, 'server.ts'), firstProgram('free-port'))
-  const emitFiles = runs.map(r => r.file)
+  const emitFiles = [...runs, ...programRuns].map(r => r.file)
   writeFileSync(join(project, 'tsconfig.emit.json'), JSON.stringify({ compilerOptions: { ...base, outDir: 'out', rootDir: '.', skipLibCheck: true }, files: emitFiles }))
 
   const tsc7 = join(project, 'node_modules', 'typescript', 'bin', 'tsc')
@@ -312,6 +319,16 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
       t.strictSame(logs.filter(l => l.level >= 50), [], 'nothing logged as an error')
       const said = result.stdout.split('\n').filter(l => l.includes('"type":"said"'))
       t.ok(said.length > 0, `the client received what the block sent: ${said.join(' | ')}`)
+    })
+  }
+
+  for (const { file, block } of programRuns) {
+    await t.test(`${block.page}:${block.line} runs and exits by itself`, async (t) => {
+      const result = await node([join('out', file.replace(/\.mts$/, '.mjs').replace(/\.ts$/, '.js'))], project, 30_000)
+      t.equal(result.code, 0, `exit code (stderr: ${result.stderr.slice(-1000)})`)
+      const logs = result.stdout.split('\n').filter(l => l.startsWith('{"level"')).map(l => JSON.parse(l) as { level: number, msg: string })
+      t.strictSame(logs.filter(l => l.level >= 50), [], 'nothing logged as an error')
+      t.not(result.stdout.trim(), '', `it prints what it shows: ${result.stdout.trim().slice(0, 200)}`)
     })
   }
 })
