@@ -53,6 +53,8 @@ class KeyState {
   early: BrokerEntry[] | undefined = []
   // Publishes of this node with `except` whose delivery has not passed by yet.
   exceptions: Exception[] | undefined = undefined
+  // Sockets that already hold the messages up to an offset this node has not received yet.
+  holding: Map<WebSocketConnection, number> | undefined = undefined
   ready: Promise<void>
   constructor (ready: (state: KeyState) => Promise<void>) {
     this.ready = ready(this)
@@ -257,6 +259,7 @@ export class Topic {
     }
     state.joining.delete(socket)
     const offset = state.offset
+    if (since !== undefined && since > offset && broker.latest !== undefined) return await this.#ahead(socket, key, state, since, broker)
     if (since === undefined || since > offset) {
       state.sockets.set(socket, null)
       return { offset, recovered: false }
@@ -307,6 +310,30 @@ export class Topic {
     if (refusal !== '') throw new FST_WS_OUTBOUND_CANNOT_HOLD(this.name, route.url, refusal)
   }
 
+  /**
+   * `since` is ahead of this node's view of the key. Either the node lags (the
+   * client got messages on another node that are still on their way here): it
+   * is recovered, and what it holds is not sent again. Or `since` is ahead of
+   * the broker too (offsets started again): not recovered.
+   */
+  async #ahead (socket: WebSocketConnection, key: string, state: KeyState, since: number, broker: Broker): Promise<{ offset: number, recovered: boolean }> {
+    const backlog: Backlog = []
+    state.sockets.set(socket, backlog)
+    let latest = state.offset
+    try {
+      latest = await (broker.latest as (topic: BrokerTopic, key: string) => Promise<number>)(this.settings, key)
+    } catch (err) {
+      socket.log.warn({ err, topic: this.name, key }, 'topic offset unavailable; subscribed without recovery')
+    }
+    const recovered = since <= latest
+    if (state.sockets.get(socket) === backlog) {
+      state.sockets.set(socket, null)
+      for (const d of backlog) if (!recovered || d.offset > since) socket.sendFrame(d.frame, d.data)
+      if (recovered && state.offset < since) (state.holding ??= new Map()).set(socket, since)
+    }
+    return recovered ? { offset: since, recovered } : { offset: state.offset, recovered }
+  }
+
   /** A message from the broker: one frame, written to every local subscriber. */
   deliver (key: string, entry: BrokerEntry): void {
     const state = this.#keys.get(key)
@@ -319,8 +346,14 @@ export class Topic {
     state.offset = entry.offset
     const except = state.exceptions === undefined ? undefined : exceptFor(state, entry)
     let delivery: Delivery | undefined
+    const holding = state.holding
     for (const [socket, backlog] of state.sockets) {
       if (socket === except) continue
+      if (holding !== undefined && holding.has(socket)) {
+        if (entry.offset <= (holding.get(socket) as number)) continue
+        holding.delete(socket)
+        if (holding.size === 0) state.holding = undefined
+      }
       delivery ??= { offset: entry.offset, data: entry.data, frame: buildFrame(entry.data) }
       if (backlog === null) socket.sendFrame(delivery.frame, delivery.data)
       else backlog.push(delivery)
@@ -343,6 +376,7 @@ export class Topic {
       for (const entry of member.keys) if (entry[0] === this && entry[1] === key) member.keys.delete(entry)
     }
     const was = state.sockets.delete(socket) || state.joining.delete(socket)
+    state.holding?.delete(socket)
     const broker = this.#node.broker(this.name, 'unsubscribe')
     const left = this.#release(key, state)
     if (was && member !== undefined && this.#validatePresence !== undefined) {

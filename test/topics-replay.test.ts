@@ -10,7 +10,7 @@ import type { Topic, TypedWebSocket } from 'fastify-typed-websocket'
 import typedWebsocket from './helpers/plugin'
 import { MemoryBroker } from '../plugin/memory-broker'
 import type { Broker, BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from '../plugin/broker'
-import { startServer, messages, deferred } from './helpers/server'
+import { startServer, messages, deferred, until } from './helpers/server'
 
 const Said = Type.Object({ type: Type.Literal('said'), id: Type.Integer(), text: Type.String() })
 const Member = Type.Object({ name: Type.String() })
@@ -268,4 +268,121 @@ t.test('except: its own delivery and another node\'s both come before the answer
   await t.rejects(notes.publish('k', { text: 'same' }, { except: sockets[0] }), /the answer was lost/, 'a lost answer is the broker\'s error')
   t.same(await toA, ['{"text":"same"}', '{"text":"same"}'], 'a got only the other node\'s copies')
   t.same(await toB, Array.from({ length: 4 }, () => '{"text":"same"}'))
+})
+
+/** A broker whose deliveries reach this node late (as another node's publish reaches a Redis subscriber), and that knows the latest offset. */
+class LaggingBroker extends MemoryBroker {
+  held: Array<() => void> = []
+  lag = false
+  latestFails = false
+  override async start (sink: BrokerSink): Promise<void> {
+    await super.start({
+      deliver: (topic, key, entry) => {
+        if (this.lag) this.held.push(() => sink.deliver(topic, key, entry))
+        else sink.deliver(topic, key, entry)
+      },
+      lost: (topic, key, offset) => sink.lost(topic, key, offset)
+    })
+  }
+
+  latestGate: Promise<void> | undefined
+
+  async latest (topic: BrokerTopic, key: string): Promise<number> {
+    if (this.latestFails) throw new Error('the broker did not answer')
+    if (this.latestGate !== undefined) await this.latestGate
+    return (await super.history(topic, key, {})).at(-1)?.offset ?? 0
+  }
+
+  release (): void {
+    for (const deliver of this.held.splice(0)) deliver()
+  }
+}
+
+t.test('a node whose view of the key lags: since the latest offset is recovered, and what the client holds is not sent again', async (t) => {
+  const broker = new LaggingBroker()
+  let rooms = undefined as unknown as Rooms
+  const server = await startServer(t, (app: FastifyInstance) => {
+    rooms = app.websocketTopic('rooms', { message: Said, history: 10, offsetField: 'id' })
+    app.get('/room', { websocket: { outbound: Said } }, async (socket, request) => {
+      const since = (request.query as { since?: string }).since
+      const result = await rooms.subscribe(socket, 'lobby', { since: since === undefined ? undefined : Number(since) })
+      await socket.send(JSON.stringify({ subscribed: result }))
+    })
+  }, { plugin: { broker } })
+  const first = new WebSocket(server.url('/room'))
+  t.same(await messages(first, 1), [JSON.stringify({ subscribed: { offset: 0, recovered: false } })])
+  const toFirst = messages(first, 4)
+  await rooms.publish('lobby', said('one'))
+  broker.lag = true
+  // Published elsewhere: the client below got 2 and 3 there; this node has not received them yet.
+  await rooms.publish('lobby', said('two'))
+  await rooms.publish('lobby', said('three'))
+  const second = new WebSocket(server.url('/room?since=3'))
+  const toSecond = messages(second, 2)
+  await new Promise(resolve => setTimeout(resolve, 50))
+  broker.lag = false
+  broker.release()
+  await rooms.publish('lobby', said('four'))
+  const got = (await toSecond).map(m => JSON.parse(m as string))
+  t.same(got[0], { subscribed: { offset: 3, recovered: true } }, 'recovered, from the client\'s own offset')
+  t.same(got.slice(1).map(m => m.id), [4], 'then only what came after: 2 and 3 are not sent again')
+  t.same((await toFirst).map(m => JSON.parse(m as string).id), [1, 2, 3, 4], 'the other subscriber got everything, once')
+
+  // Ahead of the broker too (offsets started again elsewhere): not recovered, everything live.
+  const third = new WebSocket(server.url('/room?since=99'))
+  t.same((await messages(third, 1)).map(m => JSON.parse(m as string)), [{ subscribed: { offset: 4, recovered: false } }])
+  broker.latestFails = true
+  const fourth = new WebSocket(server.url('/room?since=50'))
+  t.same((await messages(fourth, 1)).map(m => JSON.parse(m as string)), [{ subscribed: { offset: 4, recovered: false } }], 'without an answer: the node\'s view')
+  t.ok(server.logs.some(l => l.msg === 'topic offset unavailable; subscribed without recovery'), 'and a warning')
+  for (const ws of [first, second, third, fourth]) ws.close()
+})
+
+t.test('a lagging node: messages that arrive while the broker is asked go out after it answers, those the client holds do not', async (t) => {
+  const broker = new LaggingBroker()
+  let rooms = undefined as unknown as Rooms
+  const sockets: TypedWebSocket[] = []
+  const server = await startServer(t, (app: FastifyInstance) => {
+    rooms = app.websocketTopic('rooms', { message: Said, history: 10, offsetField: 'id' })
+    app.get('/room', { websocket: { outbound: Said } }, async (socket, request) => {
+      sockets.push(socket)
+      const since = (request.query as { since?: string }).since
+      const result = await rooms.subscribe(socket, 'lobby', { since: since === undefined ? undefined : Number(since) })
+      await socket.send(JSON.stringify({ subscribed: result }))
+    })
+  }, { plugin: { broker } })
+  const first = new WebSocket(server.url('/room'))
+  await messages(first, 1)
+  const toFirst = messages(first, 5)
+  broker.lag = true
+  for (const text of ['one', 'two', 'three']) await rooms.publish('lobby', said(text))
+  const gate = deferred<void>()
+  broker.latestGate = gate.promise
+  // Holds 1 and 2; 3 is new to it. And one that is ahead of everything: it gets 1, 2, 3.
+  const holder = new WebSocket(server.url('/room?since=2'))
+  const ahead = new WebSocket(server.url('/room?since=7'))
+  const toHolder = messages(holder, 2)
+  const toAhead = messages(ahead, 4)
+  await until(() => sockets.length === 3, 5000, 'both subscribing')
+  await new Promise(resolve => setTimeout(resolve, 50))
+  broker.lag = false
+  broker.release()
+  gate.resolve()
+  const held = (await toHolder).map(m => JSON.parse(m as string))
+  t.same(held, [{ type: 'said', id: 3, text: 'three' }, { subscribed: { offset: 2, recovered: true } }], 'only 3, the message it did not hold')
+  const fresh = (await toAhead).map(m => JSON.parse(m as string))
+  t.same(fresh.map(m => m.id ?? m.subscribed), [1, 2, 3, { offset: 3, recovered: false }], 'not recovered: everything that came')
+
+  // A socket that leaves while it still holds messages this node has not received.
+  broker.lag = true
+  await rooms.publish('lobby', said('four'))
+  broker.latestGate = undefined
+  const leaving = new WebSocket(server.url('/room?since=4'))
+  t.same((await messages(leaving, 1)).map(m => JSON.parse(m as string)), [{ subscribed: { offset: 4, recovered: true } }])
+  await rooms.unsubscribe(sockets[3], 'lobby')
+  broker.lag = false
+  broker.release()
+  await rooms.publish('lobby', said('five'))
+  t.same((await toFirst).map(m => JSON.parse(m as string).id), [1, 2, 3, 4, 5], 'the first subscriber got everything, once')
+  for (const ws of [first, holder, ahead, leaving]) ws.close()
 })
