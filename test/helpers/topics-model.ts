@@ -1,0 +1,543 @@
+// A reference model of topics for property tests: random command sequences run against
+// real nodes (Fastify apps on 127.0.0.1 with real ws clients) and against a small model of
+// what the contract promises; after each run every subscriber must hold exactly the model's
+// messages, once, in offset order, and nothing may be left behind.
+import fc from 'fast-check'
+import Fastify, { type FastifyInstance } from 'fastify'
+import WebSocket from 'ws'
+import { Type } from '@sinclair/typebox'
+import type { Topic, TypedWebSocket, FastifyTypedWebsocketOptions } from 'fastify-typed-websocket'
+import typedWebsocket from './plugin'
+import { sleep, until } from './server'
+
+export const Said = Type.Object({ type: Type.Literal('said'), id: Type.Integer(), key: Type.String(), text: Type.String() })
+const Member = Type.Object({ name: Type.String() })
+export type Rooms = Topic<{ type: 'said', id: number, key: string, text: string }, 'id', { name: string }>
+type Inbox = Topic<{ type: 'said', id: number, key: string, text: string }, 'id'>
+
+/** How many cases a property runs, and its seed: fixed in `npm test`, more and random with FC_RUNS (npm run test:model). */
+export function runSettings (defaultRuns: number, fixedSeed: number): { numRuns: number, seed: number } {
+  const runs = Number(process.env.FC_RUNS)
+  const numRuns = Number.isSafeInteger(runs) && runs > 0 ? runs : defaultRuns
+  const given = Number(process.env.FC_SEED)
+  const seed = Number.isSafeInteger(given) ? given : numRuns === defaultRuns ? fixedSeed : Date.now() % 2 ** 31
+  return { numRuns, seed }
+}
+
+export const ROOM_KEYS = ['a', 'b', 'c']
+// Keys only ever asked about (history, presence, unsubscribe): they must never be held.
+export const GHOST_KEYS = ['ghost1', 'ghost2']
+export const INBOX_KEYS = ['u1', 'u2', 'u3', 'u4']
+/** The send-buffer limit of the `/slow` route: small, so a paused reader is cut soon. */
+export const SLOW_LIMIT = 64 * 1024
+export const BIG = 64 * 1024
+export const INBOX_TTL = 200
+const EVENTS = ['close', 'error', 'message', 'ping', 'pong', 'open']
+
+export interface ModelNode {
+  app: FastifyInstance
+  port: number
+  rooms: Rooms
+  inbox: Inbox
+  accepted: TypedWebSocket[]
+  baselines: Map<TypedWebSocket, number[]>
+}
+
+/** A node: an app with the two topics, a route `/c` (default limits) and `/slow` (maxBufferedAmount SLOW_LIMIT). */
+export async function startModelNode (history: number, plugin: FastifyTypedWebsocketOptions): Promise<ModelNode> {
+  const app = Fastify()
+  await app.register(typedWebsocket, plugin)
+  const node = { app, port: 0, accepted: [], baselines: new Map() } as unknown as ModelNode
+  node.rooms = app.websocketTopic('rooms', { message: Said, history, offsetField: 'id', presence: Member })
+  node.inbox = app.websocketTopic('inbox', { message: Said, history: 0, historyTtl: INBOX_TTL, offsetField: 'id' })
+  const open = (socket: TypedWebSocket): void => {
+    node.baselines.set(socket, EVENTS.map((e) => socket.raw.listenerCount(e)))
+    node.accepted.push(socket)
+  }
+  app.get('/c', { websocket: { outbound: Said } }, open)
+  app.get('/slow', { websocket: { outbound: Said, maxBufferedAmount: SLOW_LIMIT } }, open)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  node.port = (app.server.address() as { port: number }).port
+  return node
+}
+
+export function listenerCounts (socket: TypedWebSocket): number[] {
+  return EVENTS.map((e) => socket.raw.listenerCount(e))
+}
+
+export type Since = { kind: 'none' } | { kind: 'back', n: number } | { kind: 'ahead' }
+
+export type Op =
+  | { t: 'open', node: number, slow: boolean }
+  | { t: 'sub', c: number, key: number, since: Since, name: string | null }
+  | { t: 'unsub', c: number, key: number }
+  | { t: 'pub', node: number, key: number, except: number | null, big: boolean }
+  | { t: 'burst', node: number, key: number, n: number }
+  | { t: 'bad', node: number, c: number, kind: 'outbound' | 'key' | 'since' | 'presence' }
+  | { t: 'close', c: number, by: 'client' | 'server' }
+  | { t: 'flood', node: number, key: number }
+  | { t: 'ghost', node: number, c: number, key: number }
+  | { t: 'inbox', node: number, key: number }
+  | { t: 'race', key: number, except: number }
+  | { t: 'blip' }
+
+export function opArbitrary (nodes: number, blips: boolean): fc.Arbitrary<Op> {
+  const node = fc.nat(nodes - 1)
+  const c = fc.nat(7)
+  const key = fc.nat(ROOM_KEYS.length - 1)
+  const since: fc.Arbitrary<Since> = fc.oneof(
+    { weight: 3, arbitrary: fc.constant({ kind: 'none' as const }) },
+    { weight: 3, arbitrary: fc.nat(7).map((n) => ({ kind: 'back' as const, n })) },
+    { weight: 1, arbitrary: fc.constant({ kind: 'ahead' as const }) })
+  const ops: Array<fc.WeightedArbitrary<Op>> = [
+    { weight: 4, arbitrary: fc.record({ t: fc.constant('open' as const), node, slow: fc.boolean() }) },
+    { weight: 8, arbitrary: fc.record({ t: fc.constant('sub' as const), c, key, since, name: fc.option(fc.constantFrom('ann', 'bob'), { nil: null }) }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('unsub' as const), c, key }) },
+    { weight: 8, arbitrary: fc.record({ t: fc.constant('pub' as const), node, key, except: fc.option(c, { nil: null, freq: 3 }), big: fc.nat(3).map((n) => n === 0) }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('burst' as const), node, key, n: fc.integer({ min: 2, max: 6 }) }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('bad' as const), node, c, kind: fc.constantFrom('outbound' as const, 'key' as const, 'since' as const, 'presence' as const) }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('close' as const), c, by: fc.constantFrom('client' as const, 'server' as const) }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('flood' as const), node, key }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('ghost' as const), node, c, key: fc.nat(GHOST_KEYS.length - 1) }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('inbox' as const), node, key: fc.nat(INBOX_KEYS.length - 1) }) }
+  ]
+  if (nodes > 1) ops.push({ weight: 2, arbitrary: fc.record({ t: fc.constant('race' as const), key, except: c }) })
+  if (blips) ops.push({ weight: 1, arbitrary: fc.constant({ t: 'blip' as const }) })
+  return fc.oneof(...ops)
+}
+
+interface Got { key: string, id: number, text: string }
+interface Expected { id: number, text: string }
+
+interface Client {
+  n: number
+  node: number
+  slow: boolean
+  ws: WebSocket
+  server: TypedWebSocket
+  got: Got[]
+  seen?: { code: number, reason: string }
+  /** Closed in the model: by the test, or cut by the server (then `cut` says why). */
+  closed: boolean
+  cut?: { code: number, reason: string }
+  /** Expected messages per key, in order. */
+  expected: Map<string, Expected[]>
+}
+
+interface KeyModel {
+  offset: number
+  /** What history still holds. */
+  kept: Expected[]
+  subscribers: Set<Client>
+  presence: Map<Client, string>
+}
+
+/** What a broker under test offers the model besides its nodes. */
+export interface ModelBroker {
+  nodes: ModelNode[]
+  /** Kills Redis and brings it back empty; runs the probes while it is down. */
+  blip?: (whileDown: () => Promise<void>) => Promise<void>
+  /**
+   * After every socket closed: nothing left behind (throws with what is). `touched`: the room
+   * keys published or subscribed to; `published`: those holding an offset.
+   */
+  leftovers: (touched: Set<string>, published: Set<string>) => Promise<void>
+}
+
+
+function fail (message: string): never {
+  throw new Error(message)
+}
+
+function same (actual: unknown, expected: unknown, what: string): void {
+  const a = JSON.stringify(actual)
+  const e = JSON.stringify(expected)
+  if (a !== e) fail(`${what}: got ${a}, expected ${e}`)
+}
+
+async function rejectsWith (promise: Promise<unknown>, code: string, what: string): Promise<void> {
+  try {
+    await promise
+  } catch (err) {
+    const got = (err as { code?: string }).code
+    if (got !== code) fail(`${what}: rejected with ${String(got)} (${(err as Error).message}), expected ${code}`)
+    stats.refused++
+    return
+  }
+  fail(`${what}: resolved, expected a rejection with ${code}`)
+}
+
+/** What the runs exercised, for the test's comment: a property that never reaches a case tests nothing. */
+export const stats = { delivered: 0, recovered: 0, excepted: 0, cut: 0, lost: 0, refused: 0, closed: 0 }
+
+/** Runs one command sequence against the nodes and the model, then checks every invariant. */
+export class TopicsModel {
+  readonly clients: Client[] = []
+  readonly keys = new Map<string, KeyModel>()
+  readonly held = new Set<string>()
+  readonly history: number
+  readonly broker: ModelBroker
+  textSeq = 0
+  log: string[] = []
+
+  constructor (broker: ModelBroker, history: number) {
+    this.broker = broker
+    this.history = history
+    for (const key of ROOM_KEYS) this.keys.set(key, { offset: 0, kept: [], subscribers: new Set(), presence: new Map() })
+  }
+
+  /** Mostly an open client; c of 6 and 7 pick among all, closed ones too. */
+  client (c: number): Client | undefined {
+    const open = this.clients.filter((client) => !client.closed)
+    const from = c < 6 && open.length > 0 ? open : this.clients
+    return from.length === 0 ? undefined : from[c % from.length]
+  }
+
+  async run (ops: Op[]): Promise<void> {
+    // Every run starts with a reader on the default limits and one on `/slow`.
+    for (const op of [{ t: 'open', node: 0, slow: false }, { t: 'open', node: 0, slow: true }, ...ops] as Op[]) {
+      this.log.push(JSON.stringify(op))
+      await this.step(op)
+      await this.observeCuts()
+    }
+    await this.finish()
+  }
+
+  async step (op: Op): Promise<void> {
+    const nodes = this.broker.nodes
+    switch (op.t) {
+      case 'open': {
+        if (this.clients.filter((c) => !c.closed).length >= 5) return
+        const node = nodes[op.node % nodes.length]
+        const before = node.accepted.length
+        const ws = new WebSocket(`ws://127.0.0.1:${node.port}${op.slow ? '/slow' : '/c'}`)
+        const client: Client = { n: this.clients.length, node: op.node % nodes.length, slow: op.slow, ws, server: undefined as unknown as TypedWebSocket, got: [], closed: false, expected: new Map() }
+        ws.on('message', (data) => {
+          const m = JSON.parse(String(data)) as Got & { type: string }
+          client.got.push({ key: m.key, id: m.id, text: m.text })
+        })
+        ws.once('close', (code, reason) => { client.seen = { code, reason: String(reason) } })
+        ws.on('error', () => {})
+        await new Promise<void>((resolve, reject) => {
+          ws.once('open', () => resolve())
+          ws.once('error', reject)
+        })
+        await until(() => node.accepted.length > before, 5000, 'the server to accept')
+        client.server = node.accepted[before]
+        this.clients.push(client)
+        return
+      }
+      case 'sub': return await this.subscribe(op)
+      case 'unsub': {
+        const client = this.client(op.c)
+        if (client === undefined) return
+        const key = ROOM_KEYS[op.key]
+        await nodes[client.node].rooms.unsubscribe(client.server, key)
+        this.leave(client, key)
+        await this.checkPresence(key)
+        return
+      }
+      case 'pub': {
+        const key = ROOM_KEYS[op.key]
+        const node = op.node % nodes.length
+        // A socket is only ever excepted by its own node (it is a socket of that process).
+        const candidate = op.except === null ? undefined : this.client(op.except)
+        const except = candidate?.node === node ? candidate : undefined
+        await this.publish(node, key, op.big ? BIG : 0, except)
+        return
+      }
+      case 'burst': {
+        const key = ROOM_KEYS[op.key]
+        const node = nodes[op.node % nodes.length]
+        const texts = Array.from({ length: op.n }, () => this.text(0))
+        const results = await Promise.all(texts.map((text) => node.rooms.publish(key, { type: 'said', key, text })))
+        const k = this.keys.get(key) as KeyModel
+        same(results.map((r) => r.offset), texts.map((_, i) => k.offset + 1 + i), `burst of ${op.n} on ${key}: offsets in call order`)
+        for (const text of texts) this.published(key, text, undefined)
+        return
+      }
+      case 'bad': return await this.refused(op)
+      case 'close': {
+        const client = this.client(op.c)
+        if (client === undefined || client.closed) return
+        if (op.by === 'client') client.ws.close(1000, 'done')
+        else client.server.close(4000, 'bye')
+        await this.settleClose(client)
+        const want = op.by === 'client' ? { code: 1000, reason: 'done' } : { code: 4000, reason: 'bye' }
+        if (client.cut === undefined) same(client.seen, want, `client ${client.n} close`)
+        stats.closed++
+        return
+      }
+      case 'flood': {
+        // Slow readers stop reading; big messages until every paused subscriber of the key is cut (bounded).
+        const key = ROOM_KEYS[op.key]
+        const k = this.keys.get(key) as KeyModel
+        const paused = [...k.subscribers].filter((c) => c.slow && !c.closed)
+        for (const c of paused) (c.ws as unknown as { _socket: { pause (): void } })._socket.pause()
+        const limit = paused.length === 0 ? 2 : 160
+        for (let i = 0; i < limit && !paused.every((c) => !c.server.isOpen); i++) {
+          await this.publish(op.node, key, BIG, undefined)
+          if (i % 8 === 7) await sleep(1)
+        }
+        for (const c of paused) (c.ws as unknown as { _socket: { resume (): void } })._socket.resume()
+        return
+      }
+      case 'ghost': {
+        const node = nodes[op.node % nodes.length]
+        const key = GHOST_KEYS[op.key]
+        same(await node.rooms.history(key), [], `history of ${key}`)
+        same(await node.rooms.presence(key), [], `presence of ${key}`)
+        const client = this.client(op.c)
+        if (client !== undefined && client.node === op.node % nodes.length) await node.rooms.unsubscribe(client.server, key)
+        return
+      }
+      case 'inbox': {
+        const node = nodes[op.node % nodes.length]
+        const key = INBOX_KEYS[op.key]
+        const { offset } = await node.inbox.publish(key, { type: 'said', key, text: this.text(0) })
+        if (!(offset >= 1)) fail(`inbox publish gave offset ${offset}`)
+        return
+      }
+      case 'race': {
+        // Two nodes publish the same message at once, one excepting a socket of its own:
+        // the socket misses exactly that node's publish, whichever arrives first.
+        const key = ROOM_KEYS[op.key]
+        const candidate = this.client(op.except)
+        const except = candidate === undefined || candidate.closed ? undefined : candidate
+        const node = except?.node ?? 0
+        const other = (node + 1) % nodes.length
+        const text = this.text(0)
+        const message = { type: 'said' as const, key, text }
+        const [mine, theirs] = await Promise.all([
+          nodes[node].rooms.publish(key, message, except === undefined ? undefined : { except: except.server }),
+          nodes[other].rooms.publish(key, message)
+        ])
+        const k = this.keys.get(key) as KeyModel
+        same([mine.offset, theirs.offset].sort((x, y) => x - y), [k.offset + 1, k.offset + 2], `race on ${key}: offsets`)
+        if (mine.offset < theirs.offset) {
+          this.published(key, text, except)
+          this.published(key, text, undefined)
+        } else {
+          this.published(key, text, undefined)
+          this.published(key, text, except)
+        }
+        return
+      }
+      case 'blip': return await this.blip()
+    }
+  }
+
+  text (size: number): string {
+    const id = `t${this.textSeq++}`
+    return size === 0 ? id : id + '.'.repeat(size)
+  }
+
+  async subscribe (op: Extract<Op, { t: 'sub' }>): Promise<void> {
+    const client = this.client(op.c)
+    if (client === undefined) return
+    const key = ROOM_KEYS[op.key]
+    const k = this.keys.get(key) as KeyModel
+    const rooms = this.broker.nodes[client.node].rooms
+    let since: number | undefined
+    if (op.since.kind === 'back') since = Math.max(0, k.offset - op.since.n)
+    else if (op.since.kind === 'ahead') since = k.offset + 1
+    const options = { since, presence: op.name === null ? undefined : { name: op.name } }
+    const what = `client ${client.n} subscribes to ${key} (since ${String(since)}, offset ${k.offset})`
+    if (client.closed) {
+      await rejectsWith(rooms.subscribe(client.server, key, options), 'FST_WS_CLOSED', what)
+      return
+    }
+    const result = await rooms.subscribe(client.server, key, options)
+    this.held.add(key)
+    if (k.subscribers.has(client)) {
+      same(result, { offset: k.offset, recovered: false }, `${what}, already subscribed`)
+    } else {
+      let recovered = false
+      if (since !== undefined && since <= k.offset) {
+        const missed = k.kept.filter((e) => e.id > since)
+        recovered = missed.length === k.offset - since
+        if (recovered) this.expect(client, key).push(...missed)
+        if (recovered && missed.length > 0) stats.recovered++
+      }
+      same(result, { offset: k.offset, recovered }, what)
+      k.subscribers.add(client)
+    }
+    if (op.name !== null) k.presence.set(client, op.name)
+    await this.checkPresence(key)
+  }
+
+  expect (client: Client, key: string): Expected[] {
+    let list = client.expected.get(key)
+    if (list === undefined) client.expected.set(key, list = [])
+    return list
+  }
+
+  leave (client: Client, key: string): void {
+    const k = this.keys.get(key) as KeyModel
+    k.subscribers.delete(client)
+    k.presence.delete(client)
+  }
+
+  async publish (node: number, key: string, size: number, except: Client | undefined): Promise<void> {
+    const text = this.text(size)
+    const rooms = this.broker.nodes[node % this.broker.nodes.length].rooms
+    const { offset } = await rooms.publish(key, { type: 'said', key, text }, except === undefined ? undefined : { except: except.server })
+    const k = this.keys.get(key) as KeyModel
+    same(offset, k.offset + 1, `publish on ${key}`)
+    this.published(key, text, except)
+  }
+
+  published (key: string, text: string, except: Client | undefined): void {
+    const k = this.keys.get(key) as KeyModel
+    const entry = { id: ++k.offset, text }
+    this.held.add(key)
+    if (this.history > 0) {
+      k.kept.push(entry)
+      if (k.kept.length > this.history) k.kept.shift()
+    }
+    for (const client of k.subscribers) {
+      if (client !== except) this.expect(client, key).push(entry)
+      else stats.excepted++
+    }
+  }
+
+  async refused (op: Extract<Op, { t: 'bad' }>): Promise<void> {
+    const nodes = this.broker.nodes
+    const rooms = nodes[op.node % nodes.length].rooms
+    const key = ROOM_KEYS[0]
+    switch (op.kind) {
+      case 'outbound':
+        await rejectsWith(rooms.publish(key, { type: 'said', key, text: 5 } as never), 'FST_WS_INVALID_OUTBOUND', 'a message that breaks the schema')
+        return
+      case 'key':
+        await rejectsWith(rooms.publish('', { type: 'said', key: '', text: 'x' }), 'FST_WS_INVALID_OPTION', 'an empty key')
+        return
+      case 'since':
+      case 'presence': {
+        const client = this.client(op.c)
+        if (client === undefined) return
+        const bad = op.kind === 'since' ? { since: -1 } : { presence: { name: 7 } as never }
+        const code = op.kind === 'since' ? 'FST_WS_INVALID_OPTION' : 'FST_WS_INVALID_PRESENCE'
+        await rejectsWith(nodes[client.node].rooms.subscribe(client.server, key, bad), code, `subscribe with a bad ${op.kind}`)
+      }
+    }
+  }
+
+  /** A client closed by the test: the server saw it close and its keys let go of it. */
+  async settleClose (client: Client): Promise<void> {
+    const node = this.broker.nodes[client.node]
+    await until(() => client.seen !== undefined && client.server.closeCode !== undefined, 10_000, `client ${client.n} to close`)
+    await until(() => ROOM_KEYS.every((key) => !node.rooms.subscribers(key).has(client.server)), 5000, `client ${client.n} to leave its keys`)
+    client.closed = true
+    for (const key of ROOM_KEYS) this.leave(client, key)
+    for (const key of ROOM_KEYS) await this.checkPresence(key)
+  }
+
+  /** A socket the model holds open but the server closed: only a slow reader (1008) or a key Redis lost (1012). */
+  async observeCuts (): Promise<void> {
+    for (const client of this.clients) {
+      if (client.closed || client.server.isOpen) continue
+      const said = `${String(client.server.serverCloseCode)} ${String(client.server.serverCloseReason)}`
+      const known = said === '1008 send buffer full' || (said === '1012 missed messages' && this.broker.blip !== undefined)
+      if (!known) fail(`client ${client.n} was closed by the server with ${said}`)
+      if (said.startsWith('1008') && !client.slow) fail(`client ${client.n} on the default limits was cut for its send buffer`)
+      client.cut = { code: client.server.serverCloseCode as number, reason: client.server.serverCloseReason as string }
+      if (client.cut.code === 1008) stats.cut++
+      else stats.lost++
+      await this.settleClose(client)
+    }
+  }
+
+  /** Presence as the model has it, on every node (another node's view may lag by a command: polled, bounded). */
+  async checkPresence (key: string): Promise<void> {
+    const k = this.keys.get(key) as KeyModel
+    const expected = JSON.stringify([...k.presence.values()].sort())
+    for (const node of this.broker.nodes) {
+      let names = ''
+      for (let attempt = 0; attempt < 100; attempt++) {
+        names = JSON.stringify((await node.rooms.presence(key)).map((m) => m.name).sort())
+        if (names === expected) break
+        await sleep(10)
+      }
+      if (names !== expected) fail(`presence of ${key}: got ${names}, expected ${expected}`)
+    }
+  }
+
+  async blip (): Promise<void> {
+    const blip = this.broker.blip
+    if (blip === undefined) return
+    const open = this.clients.find((c) => !c.closed)
+    await blip(async () => {
+      await rejectsWith(this.broker.nodes[0].rooms.publish('a', { type: 'said', key: 'a', text: 'down' }), 'FST_WS_BROKER_UNAVAILABLE', 'a publish while Redis is down')
+      if (open !== undefined) {
+        await rejectsWith(this.broker.nodes[open.node].rooms.subscribe(open.server, 'ghost1'), 'FST_WS_BROKER_UNAVAILABLE', 'a subscribe while Redis is down')
+      }
+    })
+    // Redis came back empty: every key it held is lost; the subscribers of a key that had
+    // messages are closed with 1012; offsets start again.
+    const lost = new Set<Client>()
+    for (const k of this.keys.values()) {
+      if (k.offset > 0) for (const c of k.subscribers) if (!c.closed) lost.add(c)
+    }
+    await until(() => [...lost].every((c) => !c.server.isOpen), 15_000, 'the subscribers of lost keys to be closed with 1012')
+    for (const k of this.keys.values()) {
+      k.offset = 0
+      k.kept = []
+    }
+    await this.observeCuts()
+  }
+
+  /** Every message delivered, then every socket closed: the last checks. */
+  async finish (): Promise<void> {
+    const open = this.clients.filter((c) => !c.closed)
+    const count = (c: Client): number => [...c.expected.values()].reduce((n, list) => n + list.length, 0)
+    // (What did not arrive, checkDelivery names.)
+    await until(() => open.every((c) => c.got.length >= count(c) || !c.server.isOpen), 3000).catch(() => {})
+    await this.observeCuts()
+    // Time for a message too many to arrive.
+    await sleep(20)
+    for (const client of this.clients) this.checkDelivery(client)
+    for (const client of this.clients) stats.delivered += client.got.length
+    for (const client of this.clients.filter((c) => !c.closed)) {
+      client.ws.close()
+      await this.settleClose(client)
+    }
+    for (const node of this.broker.nodes) {
+      for (const key of [...ROOM_KEYS, ...GHOST_KEYS]) {
+        if (node.rooms.subscribers(key).size !== 0) fail(`${key} still has ${node.rooms.subscribers(key).size} subscribers`)
+        same(await node.rooms.presence(key), [], `presence of ${key} once every socket closed`)
+      }
+      for (const [socket, baseline] of node.baselines) same(listenerCounts(socket), baseline, 'listeners of a closed socket')
+    }
+    const published = new Set(ROOM_KEYS.filter((key) => (this.keys.get(key) as KeyModel).offset > 0))
+    await this.broker.leftovers(this.held, published)
+  }
+
+  checkDelivery (client: Client): void {
+    const byKey = new Map<string, Got[]>()
+    for (const m of client.got) {
+      let list = byKey.get(m.key)
+      if (list === undefined) byKey.set(m.key, list = [])
+      list.push(m)
+    }
+    for (const key of new Set([...byKey.keys(), ...client.expected.keys()])) {
+      const got = byKey.get(key) ?? []
+      const expected = client.expected.get(key) ?? []
+      const what = `client ${client.n}${client.slow ? ' (slow)' : ''} on ${key}`
+      const short = got.length < expected.length
+      if (got.length > expected.length) fail(`${what}: ${got.length} messages, expected ${expected.length}: ${JSON.stringify(got.map((m) => m.id))} vs ${JSON.stringify(expected.map((e) => e.id))}`)
+      if (short && client.cut === undefined) fail(`${what}: only ${got.length} of ${expected.length} messages and not told why (closed ${JSON.stringify(client.seen)})`)
+      same(got.map((m) => `${m.id} ${m.text}`), expected.slice(0, got.length).map((e) => `${e.id} ${e.text}`), `${what}: messages`)
+      if (short) {
+        const code = client.seen?.code
+        const told = client.cut !== undefined && (code === client.cut.code || code === 1006)
+        if (!told) fail(`${what}: short, and the client saw ${JSON.stringify(client.seen)} for a cut with ${JSON.stringify(client.cut)}`)
+      }
+    }
+  }
+
+  /** Closes whatever is still open (after a failed run). */
+  destroy (): void {
+    for (const c of this.clients) c.ws.terminate()
+  }
+}
