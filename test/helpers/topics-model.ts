@@ -135,8 +135,8 @@ interface KeyModel {
 /** What a broker under test offers the model besides its nodes. */
 export interface ModelBroker {
   nodes: ModelNode[]
-  /** Kills Redis and brings it back empty; runs the probes while it is down. */
-  blip?: (whileDown: () => Promise<void>) => Promise<void>
+  /** Kills Redis and brings it back empty, running the probes while it is down; false when it did not. */
+  blip?: (whileDown: () => Promise<void>) => Promise<boolean>
   /**
    * After every socket closed: nothing left behind (throws with what is). `touched`: the room
    * keys published or subscribed to; `published`: those holding an offset.
@@ -168,7 +168,7 @@ async function rejectsWith (promise: Promise<unknown>, code: string, what: strin
 }
 
 /** What the runs exercised, for the test's comment: a property that never reaches a case tests nothing. */
-export const stats = { delivered: 0, recovered: 0, excepted: 0, cut: 0, lost: 0, refused: 0, closed: 0 }
+export const stats = { delivered: 0, recovered: 0, excepted: 0, cut: 0, lost: 0, refused: 0, closed: 0, blips: 0, races: 0 }
 
 /** Runs one command sequence against the nodes and the model, then checks every invariant. */
 export class TopicsModel {
@@ -195,7 +195,8 @@ export class TopicsModel {
 
   async run (ops: Op[]): Promise<void> {
     // Every run starts with a reader on the default limits and one on `/slow`.
-    for (const op of [{ t: 'open', node: 0, slow: false }, { t: 'open', node: 0, slow: true }, ...ops] as Op[]) {
+    const last = this.broker.nodes.length - 1
+    for (const op of [{ t: 'open', node: 0, slow: false }, { t: 'open', node: last, slow: true }, ...ops] as Op[]) {
       this.log.push(JSON.stringify(op))
       await this.step(op)
       await this.observeCuts()
@@ -313,6 +314,7 @@ export class TopicsModel {
           nodes[other].rooms.publish(key, message)
         ])
         const k = this.keys.get(key) as KeyModel
+        stats.races++
         same([mine.offset, theirs.offset].sort((x, y) => x - y), [k.offset + 1, k.offset + 2], `race on ${key}: offsets`)
         if (mine.offset < theirs.offset) {
           this.published(key, text, except)
@@ -423,18 +425,23 @@ export class TopicsModel {
     }
   }
 
-  /** A client closed by the test: the server saw it close and its keys let go of it. */
-  async settleClose (client: Client): Promise<void> {
-    const node = this.broker.nodes[client.node]
-    await until(() => client.seen !== undefined && client.server.closeCode !== undefined, 10_000, `client ${client.n} to close`)
-    await until(() => ROOM_KEYS.every((key) => !node.rooms.subscribers(key).has(client.server)), 5000, `client ${client.n} to leave its keys`)
-    client.closed = true
-    for (const key of ROOM_KEYS) this.leave(client, key)
+  /** Clients closed by the test or cut by the server: the server saw them close and their keys let go of them. */
+  async settleClose (...clients: Client[]): Promise<void> {
+    for (const client of clients) {
+      const node = this.broker.nodes[client.node]
+      await until(() => client.seen !== undefined && client.server.closeCode !== undefined, 10_000, `client ${client.n} to close`)
+      await until(() => ROOM_KEYS.every((key) => !node.rooms.subscribers(key).has(client.server)), 5000, `client ${client.n} to leave its keys`)
+    }
+    for (const client of clients) {
+      client.closed = true
+      for (const key of ROOM_KEYS) this.leave(client, key)
+    }
     for (const key of ROOM_KEYS) await this.checkPresence(key)
   }
 
-  /** A socket the model holds open but the server closed: only a slow reader (1008) or a key Redis lost (1012). */
+  /** Sockets the model holds open but the server closed: only slow readers (1008) or keys Redis lost (1012). */
   async observeCuts (): Promise<void> {
+    const cut: Client[] = []
     for (const client of this.clients) {
       if (client.closed || client.server.isOpen) continue
       const said = `${String(client.server.serverCloseCode)} ${String(client.server.serverCloseReason)}`
@@ -444,8 +451,9 @@ export class TopicsModel {
       client.cut = { code: client.server.serverCloseCode as number, reason: client.server.serverCloseReason as string }
       if (client.cut.code === 1008) stats.cut++
       else stats.lost++
-      await this.settleClose(client)
+      cut.push(client)
     }
+    if (cut.length > 0) await this.settleClose(...cut)
   }
 
   /** Presence as the model has it, on every node (another node's view may lag by a command: polled, bounded). */
@@ -467,12 +475,14 @@ export class TopicsModel {
     const blip = this.broker.blip
     if (blip === undefined) return
     const open = this.clients.find((c) => !c.closed)
-    await blip(async () => {
+    const done = await blip(async () => {
       await rejectsWith(this.broker.nodes[0].rooms.publish('a', { type: 'said', key: 'a', text: 'down' }), 'FST_WS_BROKER_UNAVAILABLE', 'a publish while Redis is down')
       if (open !== undefined) {
         await rejectsWith(this.broker.nodes[open.node].rooms.subscribe(open.server, 'ghost1'), 'FST_WS_BROKER_UNAVAILABLE', 'a subscribe while Redis is down')
       }
     })
+    if (!done) return
+    stats.blips++
     // Redis came back empty: every key it held is lost; the subscribers of a key that had
     // messages are closed with 1012; offsets start again.
     const lost = new Set<Client>()
@@ -498,10 +508,9 @@ export class TopicsModel {
     await sleep(20)
     for (const client of this.clients) this.checkDelivery(client)
     for (const client of this.clients) stats.delivered += client.got.length
-    for (const client of this.clients.filter((c) => !c.closed)) {
-      client.ws.close()
-      await this.settleClose(client)
-    }
+    const left = this.clients.filter((c) => !c.closed)
+    for (const client of left) client.ws.close()
+    await this.settleClose(...left)
     for (const node of this.broker.nodes) {
       for (const key of [...ROOM_KEYS, ...GHOST_KEYS]) {
         if (node.rooms.subscribers(key).size !== 0) fail(`${key} still has ${node.rooms.subscribers(key).size} subscribers`)
