@@ -6,12 +6,14 @@
 import t from 'tap'
 import fc from 'fast-check'
 import Redis from 'ioredis'
+import WebSocket from 'ws'
+import type { TypedWebSocket } from 'fastify-typed-websocket'
 import { redisBroker } from '../plugin/redis'
 import { startRedis } from './helpers/redis'
-import { sleep } from './helpers/server'
+import { sleep, until } from './helpers/server'
 import { TopicsModel, opArbitrary, runSettings, startModelNode, stats, type ModelNode } from './helpers/topics-model'
 
-const { numRuns, seed } = runSettings(12, 8128)
+const { numRuns, seed, interruptAfterTimeLimit } = runSettings(12, 8128, 240_000)
 // Generous for a loaded machine; each blip waits about this long twice.
 const BROKER_TIMEOUT = 1500
 
@@ -61,6 +63,17 @@ t.test('topics on Redis, two nodes, follow the model', async (t) => {
             }
             return true
           },
+          async resubscribed (listening) {
+            for (const [key, nodes] of listening) {
+              let count = 0
+              for (let attempt = 0; attempt < 200 && count !== nodes; attempt++) {
+                if (attempt > 0) await sleep(50)
+                const [, n] = await admin.call('PUBSUB', 'NUMSUB', `${prefix}5:rooms:${key}`) as [string, number]
+                count = n
+              }
+              if (count !== nodes) throw new Error(`after the blip, ${count} nodes listen to ${key}, expected ${nodes}`)
+            }
+          },
           async leftovers () {
             // Closing a socket unsubscribes it without waiting: the channels go shortly after.
             const channels = async (): Promise<string[]> => [
@@ -91,7 +104,42 @@ t.test('topics on Redis, two nodes, follow the model', async (t) => {
         for (const node of nodes) await node.app.close()
         for (const client of clients) client.disconnect()
       }
-    }), { numRuns, seed, interruptAfterTimeLimit: 240_000, markInterruptAsFailure: false })
+    }), { numRuns, seed, timeout: 30_000, interruptAfterTimeLimit, markInterruptAsFailure: false })
   t.ok(runs >= 1, `${runs} runs`)
   t.comment(`exercised: ${JSON.stringify(stats)}`)
+})
+
+t.test('a second subscriber on a node whose view of the key lags: since equal to the latest offset', {
+  todo: 'subscribe answers from the node\'s own view of the key: right after a publish on another node it is one behind, so since = the latest offset counts as "ahead" (recovered false) and the message the client already holds arrives again'
+}, async (t) => {
+  const redis = await startRedis(t)
+  const nodes: ModelNode[] = []
+  for (let i = 0; i < 2; i++) {
+    const client = new Redis(redis.port, '127.0.0.1', { lazyConnect: true })
+    client.on('error', () => {})
+    t.teardown(() => client.disconnect())
+    const node = await startModelNode(3, { broker: redisBroker({ client, brokerTimeout: BROKER_TIMEOUT }) })
+    t.teardown(() => node.app.close())
+    nodes.push(node)
+  }
+  const open = async (): Promise<{ ws: WebSocket, socket: TypedWebSocket, got: number[] }> => {
+    const before = nodes[1].accepted.length
+    const ws = new WebSocket(`ws://127.0.0.1:${nodes[1].port}/c`)
+    const got: number[] = []
+    ws.on('message', (data) => got.push(JSON.parse(String(data)).id))
+    await new Promise((resolve) => ws.once('open', resolve))
+    await until(() => nodes[1].accepted.length > before, 5000, 'the server to accept')
+    t.teardown(() => ws.terminate())
+    return { ws, socket: nodes[1].accepted[before], got }
+  }
+  const first = await open()
+  const second = await open()
+  await nodes[1].rooms.subscribe(first.socket, 'k')
+  // The client of `second` already holds message 1 (say, from the node it was on before).
+  const { offset } = await nodes[0].rooms.publish('k', { type: 'said', key: 'k', text: 'one' })
+  const result = await nodes[1].rooms.subscribe(second.socket, 'k', { since: offset })
+  await until(() => first.got.length === 1, 5000, 'the message on node 1')
+  await sleep(50)
+  t.same(result, { offset: 1, recovered: true }, 'since is the latest offset: nothing to replay, recovered')
+  t.same(second.got, [], 'and the message the client holds is not sent again')
 })

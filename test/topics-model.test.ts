@@ -7,7 +7,7 @@ import { MemoryBroker } from '../plugin/memory-broker'
 import { INBOX_TTL, TopicsModel, opArbitrary, runSettings, startModelNode, stats } from './helpers/topics-model'
 import { sleep } from './helpers/server'
 
-const { numRuns, seed } = runSettings(25, 20261203)
+const { numRuns, seed, interruptAfterTimeLimit } = runSettings(25, 20261203, 120_000)
 
 /** The keys the broker holds (MemoryBroker#size). */
 function keysHeld (broker: MemoryBroker): number {
@@ -29,6 +29,7 @@ t.test('topics on the in-memory broker follow the model', async (t) => {
       const node = await startModelNode(history, { broker })
       const model = new TopicsModel({
         nodes: [node],
+        synchronous: true,
         async leftovers (touched, published) {
           // Inbox keys (history 0, historyTtl 200 ms) go once idle; room keys (historyTtl 10 min) stay while they hold an offset.
           if (process.env.DEV_NO_SIZE === '1') return
@@ -49,7 +50,7 @@ t.test('topics on the in-memory broker follow the model', async (t) => {
         model.destroy()
         await node.app.close()
       }
-    }), { numRuns, seed, interruptAfterTimeLimit: 120_000, markInterruptAsFailure: false })
+    }), { numRuns, seed, timeout: 30_000, interruptAfterTimeLimit, markInterruptAsFailure: false })
   t.ok(runs >= 1, `${runs} runs`)
   t.comment(`exercised: ${JSON.stringify(stats)}`)
 })

@@ -15,13 +15,16 @@ const Member = Type.Object({ name: Type.String() })
 export type Rooms = Topic<{ type: 'said', id: number, key: string, text: string }, 'id', { name: string }>
 type Inbox = Topic<{ type: 'said', id: number, key: string, text: string }, 'id'>
 
-/** How many cases a property runs, and its seed: fixed in `npm test`, more and random with FC_RUNS (npm run test:model). */
-export function runSettings (defaultRuns: number, fixedSeed: number): { numRuns: number, seed: number } {
+/**
+ * How many cases a property runs, its seed and its time budget: fixed in `npm test`; with
+ * FC_RUNS (`npm run test:model`) more cases, a random seed (or FC_SEED) and a budget grown to match.
+ */
+export function runSettings (defaultRuns: number, fixedSeed: number, budget: number): { numRuns: number, seed: number, interruptAfterTimeLimit: number } {
   const runs = Number(process.env.FC_RUNS)
   const numRuns = Number.isSafeInteger(runs) && runs > 0 ? runs : defaultRuns
   const given = Number(process.env.FC_SEED)
   const seed = Number.isSafeInteger(given) ? given : numRuns === defaultRuns ? fixedSeed : Date.now() % 2 ** 31
-  return { numRuns, seed }
+  return { numRuns, seed, interruptAfterTimeLimit: budget * Math.max(1, numRuns / defaultRuns) }
 }
 
 export const ROOM_KEYS = ['a', 'b', 'c']
@@ -128,6 +131,8 @@ interface KeyModel {
   offset: number
   /** What history still holds. */
   kept: Expected[]
+  /** Every message since the offsets last started, with the socket it excepted. */
+  all: Array<Expected & { except: Client | undefined }>
   subscribers: Set<Client>
   presence: Map<Client, string>
 }
@@ -135,15 +140,18 @@ interface KeyModel {
 /** What a broker under test offers the model besides its nodes. */
 export interface ModelBroker {
   nodes: ModelNode[]
+  /** Delivery happens within publish (the in-memory broker): a node's view of a key is never behind. */
+  synchronous?: boolean
   /** Kills Redis and brings it back empty, running the probes while it is down; false when it did not. */
   blip?: (whileDown: () => Promise<void>) => Promise<boolean>
+  /** After a blip: resolves once each key's channel has `nodes` subscribed nodes again (the subscriber connections are back). */
+  resubscribed?: (nodes: Map<string, number>) => Promise<void>
   /**
    * After every socket closed: nothing left behind (throws with what is). `touched`: the room
    * keys published or subscribed to; `published`: those holding an offset.
    */
   leftovers: (touched: Set<string>, published: Set<string>) => Promise<void>
 }
-
 
 function fail (message: string): never {
   throw new Error(message)
@@ -168,7 +176,7 @@ async function rejectsWith (promise: Promise<unknown>, code: string, what: strin
 }
 
 /** What the runs exercised, for the test's comment: a property that never reaches a case tests nothing. */
-export const stats = { delivered: 0, recovered: 0, excepted: 0, cut: 0, lost: 0, refused: 0, closed: 0, blips: 0, races: 0 }
+export const stats = { delivered: 0, recovered: 0, excepted: 0, cut: 0, lost: 0, refused: 0, closed: 0, blips: 0, races: 0, behind: 0 }
 
 /** Runs one command sequence against the nodes and the model, then checks every invariant. */
 export class TopicsModel {
@@ -183,7 +191,7 @@ export class TopicsModel {
   constructor (broker: ModelBroker, history: number) {
     this.broker = broker
     this.history = history
-    for (const key of ROOM_KEYS) this.keys.set(key, { offset: 0, kept: [], subscribers: new Set(), presence: new Map() })
+    for (const key of ROOM_KEYS) this.keys.set(key, { offset: 0, kept: [], all: [], subscribers: new Set(), presence: new Map() })
   }
 
   /** Mostly an open client; c of 6 and 7 pick among all, closed ones too. */
@@ -194,9 +202,14 @@ export class TopicsModel {
   }
 
   async run (ops: Op[]): Promise<void> {
-    // Every run starts with a reader on the default limits and one on `/slow`.
+    // Every run starts with a reader on the default limits and one on `/slow` (on the other node, if any), both on key `a`.
     const last = this.broker.nodes.length - 1
-    for (const op of [{ t: 'open', node: 0, slow: false }, { t: 'open', node: last, slow: true }, ...ops] as Op[]) {
+    const none = { kind: 'none' }
+    const start = [
+      { t: 'open', node: 0, slow: false }, { t: 'open', node: last, slow: true },
+      { t: 'sub', c: 0, key: 0, since: none, name: null }, { t: 'sub', c: 1, key: 0, since: none, name: null }
+    ]
+    for (const op of [...start, ...ops] as Op[]) {
       this.log.push(JSON.stringify(op))
       await this.step(op)
       await this.observeCuts()
@@ -233,6 +246,7 @@ export class TopicsModel {
         const client = this.client(op.c)
         if (client === undefined) return
         const key = ROOM_KEYS[op.key]
+        await this.delivered(client)
         await nodes[client.node].rooms.unsubscribe(client.server, key)
         this.leave(client, key)
         await this.checkPresence(key)
@@ -261,6 +275,7 @@ export class TopicsModel {
       case 'close': {
         const client = this.client(op.c)
         if (client === undefined || client.closed) return
+        await this.delivered(client)
         if (op.by === 'client') client.ws.close(1000, 'done')
         else client.server.close(4000, 'bye')
         await this.settleClose(client)
@@ -303,7 +318,8 @@ export class TopicsModel {
         // Two nodes publish the same message at once, one excepting a socket of its own:
         // the socket misses exactly that node's publish, whichever arrives first.
         const key = ROOM_KEYS[op.key]
-        const candidate = this.client(op.except)
+        const subscribed = [...(this.keys.get(key) as KeyModel).subscribers].filter((c) => !c.closed)
+        const candidate = subscribed.length > 0 ? subscribed[op.except % subscribed.length] : this.client(op.except)
         const except = candidate === undefined || candidate.closed ? undefined : candidate
         const node = except?.node ?? 0
         const other = (node + 1) % nodes.length
@@ -329,6 +345,16 @@ export class TopicsModel {
     }
   }
 
+  /**
+   * Waits for what the client is due (bounded; checkDelivery names what is missing). From
+   * another node a message is on its way after its publish resolved: one still in flight
+   * when the socket unsubscribes is not promised to it.
+   */
+  async delivered (client: Client): Promise<void> {
+    const due = [...client.expected.values()].reduce((n, list) => n + list.length, 0)
+    await until(() => client.got.length >= due || !client.server.isOpen, 3000).catch(() => {})
+  }
+
   text (size: number): string {
     const id = `t${this.textSeq++}`
     return size === 0 ? id : id + '.'.repeat(size)
@@ -352,16 +378,33 @@ export class TopicsModel {
     const result = await rooms.subscribe(client.server, key, options)
     this.held.add(key)
     if (k.subscribers.has(client)) {
-      same(result, { offset: k.offset, recovered: false }, `${what}, already subscribed`)
+      // The node's view of the key: on Redis a message published is on its way for a while.
+      const got = client.got.filter((m) => m.key === key)
+      const low = this.broker.synchronous === true ? k.offset : got.length === 0 ? 0 : got[got.length - 1].id
+      if (result.recovered || result.offset < low || result.offset > k.offset) {
+        fail(`${what}, already subscribed: got ${JSON.stringify(result)}, expected recovered false and an offset from ${low} to ${k.offset}`)
+      }
     } else {
+      // Where the node's view of the key may lag (Redis, another local subscriber holds the key):
+      // the offset it answers lies between what its sockets already got and the latest.
+      const others = [...k.subscribers].filter((c) => c.node === client.node && !c.closed)
+      let low = k.offset
+      if (this.broker.synchronous !== true && others.length > 0) {
+        low = Math.max(0, ...others.flatMap((c) => c.got.filter((m) => m.key === key).map((m) => m.id)))
+      }
+      const offset = result.offset
+      if (offset < low || offset > k.offset) fail(`${what}: offset ${offset}, expected ${low === k.offset ? low : `${low} to ${k.offset}`}`)
       let recovered = false
-      if (since !== undefined && since <= k.offset) {
-        const missed = k.kept.filter((e) => e.id > since)
-        recovered = missed.length === k.offset - since
+      if (since !== undefined && since <= offset) {
+        const missed = k.kept.filter((e) => e.id > since && e.id <= offset)
+        recovered = missed.length === offset - since
         if (recovered) this.expect(client, key).push(...missed)
         if (recovered && missed.length > 0) stats.recovered++
       }
-      same(result, { offset: k.offset, recovered }, what)
+      same(result, { offset, recovered }, what)
+      if (offset < k.offset) stats.behind++
+      // Messages after the node's view are on their way: they arrive live.
+      for (const e of k.all) if (e.id > offset && e.except !== client) this.expect(client, key).push({ id: e.id, text: e.text })
       k.subscribers.add(client)
     }
     if (op.name !== null) k.presence.set(client, op.name)
@@ -392,6 +435,7 @@ export class TopicsModel {
   published (key: string, text: string, except: Client | undefined): void {
     const k = this.keys.get(key) as KeyModel
     const entry = { id: ++k.offset, text }
+    k.all.push({ ...entry, except })
     this.held.add(key)
     if (this.history > 0) {
       k.kept.push(entry)
@@ -493,8 +537,17 @@ export class TopicsModel {
     for (const k of this.keys.values()) {
       k.offset = 0
       k.kept = []
+      k.all = []
     }
     await this.observeCuts()
+    // A publish before a node's subscriber connection is back would miss that node (its
+    // subscribers then get 1012, rightly): the model goes on once every node listens again.
+    const listening = new Map<string, number>()
+    for (const [key, k] of this.keys) {
+      const nodes = new Set([...k.subscribers].filter((c) => !c.closed).map((c) => c.node))
+      if (nodes.size > 0) listening.set(key, nodes.size)
+    }
+    await this.broker.resubscribed?.(listening)
   }
 
   /** Every message delivered, then every socket closed: the last checks. */
