@@ -156,7 +156,18 @@ export class InvalidServerMessageError extends ClientError {
 }
 
 // Retrying cannot fix these: the client sent something the server will refuse again.
-const FINAL_CODES = [1002, 1003, 1007, 1008, 1009, 1010]
+// (1008 is retried: the server sends it for conditions that pass, a full send
+// buffer or a rate limit, and a client cut for being slow must come back.)
+const FINAL_CODES = [1002, 1003, 1007, 1009, 1010]
+
+/** A prefix no other client shares: eight random base-36 digits. */
+function requestPrefix (): string {
+  const bytes = new Uint8Array(8)
+  ;(globalThis as unknown as { crypto: { getRandomValues (array: Uint8Array): Uint8Array } }).crypto.getRandomValues(bytes)
+  let prefix = ''
+  for (const byte of bytes) prefix += (byte % 36).toString(36)
+  return prefix
+}
 const OPEN = 1
 
 interface Pending {
@@ -218,6 +229,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   #heartbeatTimer: ReturnType<typeof setTimeout> | undefined = undefined
   #heartbeatSentAt = 0
   #probe: AbortController | undefined = undefined
+  // Request ids are `<prefix>-<n>`: the prefix keeps two clients in one page or process apart.
+  readonly #requestPrefix = requestPrefix() + '-'
   #requestSeq = 0
   #check: ((value: unknown) => string | undefined) | undefined = undefined
 
@@ -269,7 +282,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   request (msg: Distribute<InboundOf<C>, 'id'>, options: RequestOptions = {}): Promise<OutboundOf<C>> {
     const { signal } = options
     if (signal?.aborted === true) return Promise.reject(new AbortError('request aborted', signal.reason))
-    const id = `r${++this.#requestSeq}`
+    const id = this.#requestPrefix + String(++this.#requestSeq)
     const text = JSON.stringify({ ...(msg as object), id })
     const timeout = options.timeout ?? this.#options.requestTimeout ?? 10_000
     return new Promise((resolve, reject) => {
@@ -454,7 +467,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       if (!((this.offsets.get(key) ?? -Infinity) >= offset)) this.offsets.set(key, offset)
     }
     const id = msg?.id
-    if (typeof id === 'string' && /^r\d+$/.test(id) && Number(id.slice(1)) <= this.#requestSeq) {
+    if (typeof id === 'string' && id.startsWith(this.#requestPrefix)) {
       // An answer to one of this client's requests; a late one (timed out, aborted) is dropped.
       this.#pending.get(id)?.resolve(msg)
       return

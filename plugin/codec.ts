@@ -129,7 +129,9 @@ function parseJson (text: string): unknown {
   try {
     return JSON.parse(text)
   } catch (cause) {
-    throw invalidMessage(`invalid JSON: ${(cause as Error).message}`, null, cause)
+    // An empty message is what a client heartbeat sends: say so, rather than "Unexpected end".
+    const detail = text === '' ? 'an empty message (a client heartbeat? this route has no heartbeat: true)' : (cause as Error).message
+    throw invalidMessage(`invalid JSON: ${detail}`, null, cause)
   }
 }
 

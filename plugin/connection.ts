@@ -51,6 +51,8 @@ const BINARY = Object.freeze({ binary: true })
 const FLUSHED = Promise.resolve()
 const EMPTY = Buffer.alloc(0)
 const EMPTY_TEXT = ''
+// An empty text frame from the server: two bytes of header.
+const HEARTBEAT_BYTES = 2
 // What a message waiting to be written costs besides its bytes (frame, write
 // request, promise), for the maxBufferedAmount check.
 const MESSAGE_COST = 512
@@ -412,6 +414,33 @@ export class WebSocketConnection implements KeepaliveMember {
     return sent
   }
 
+  /**
+   * Answers a client heartbeat with an empty text message. It is a send like
+   * any other for the limits: past maxBufferedAmount the reader is cut off, and
+   * while it is behind, the answer waits in the queue and counts for
+   * maxBufferedAmount (as a message) and maxBufferedTotal.
+   */
+  #answerHeartbeat (): void {
+    const raw = this.raw
+    if (raw.readyState !== WebSocket.OPEN) return
+    const waiting = this.#flush === undefined ? 0 : this.#flush.sends
+    if (this.#overLimit(waiting)) return
+    const socket = this.#socket
+    if (waiting === 0 && socket.writableLength === 0 && !this.#route.compression) {
+      raw.send(EMPTY_TEXT, TEXT)
+      const left = socket.writableLength
+      if (left === 0) return
+      const flush = this.#flushOf()
+      this.#waitsAsSend(flush, left)
+      socket.write(EMPTY, flush.callback)
+    } else {
+      const flush = this.#flushOf()
+      this.#waitsAsSend(flush, HEARTBEAT_BYTES)
+      raw.send(EMPTY_TEXT, TEXT, flush.callback)
+    }
+    this.#route.budget.check()
+  }
+
   #overLimit (waiting: number): boolean {
     if (this.raw.bufferedAmount + waiting * MESSAGE_COST <= this.#route.options.maxBufferedAmount) return false
     this.#cutOff('maxBufferedAmount', waiting, undefined, 'websocket peer is not reading; closing')
@@ -547,6 +576,17 @@ export class WebSocketConnection implements KeepaliveMember {
     flush.held += bytes
   }
 
+  /** A write counted as a waiting send (maxBufferedAmount) that nobody awaits: no promise of its own. */
+  #waitsAsSend (flush: Flush, bytes: number): void {
+    const entries = flush.entries
+    entries.push(bytes)
+    entries.push(noop)
+    entries.push(noop)
+    entries.push(FLUSHED)
+    flush.sends++
+    this.#count(flush, bytes)
+  }
+
   /** A promise settled by the next call of the flush callback not yet claimed. */
   #whenFlushed (flush: Flush, bytes: number): Promise<void> {
     const sent = new Promise<void>(capture)
@@ -640,10 +680,18 @@ export class WebSocketConnection implements KeepaliveMember {
     const flags = this.#flags
     if ((flags & Flag.Discard) !== 0) return
     // The client's heartbeat: an empty text message, never valid JSON, answered
-    // at once, like a ping, however busy the hooks are.
+    // at once, like a ping, however busy the hooks are — within the rate limit
+    // (with 'pause', past it, it waits its turn like a message).
     if (data.length === 0 && !isBinary && this.#route.options.heartbeat) {
-      this.raw.send(EMPTY_TEXT)
-      return
+      const bucket = this.#bucket
+      if (bucket === undefined || bucket.take(0)) {
+        this.#answerHeartbeat()
+        return
+      }
+      if (bucket.closes) {
+        this.#rateLimited(bucket, 0)
+        return
+      }
     }
     this.#messagesIn++
     if (messageChannel.hasSubscribers) messageChannel.publish({ socket: this, direction: 'in', bytes: data.length, binary: isBinary })
@@ -729,6 +777,8 @@ export class WebSocketConnection implements KeepaliveMember {
 
   #dispatch (data: Buffer, isBinary: boolean): void {
     const route = this.#route
+    // A heartbeat that waited for the rate limit.
+    if (data.length === 0 && !isBinary && route.options.heartbeat) return this.#answerHeartbeat()
     const message = route.handlers.message
     if (message === undefined) {
       this.fail(CloseCode.UnsupportedData, 'this endpoint accepts no messages')

@@ -6,7 +6,9 @@
  *                      epoch chosen when the offset restarts from 1
  *   base + ':h'  stream of the last `history` entries, entry id `<offset>-1`,
  *                      one field `d` holding the message text
- *   base (channel)     every publish, as `<epoch>:<offset>:<text>`
+ *   base (channel)     every publish, as `<epoch>:<offset>:<text>`, or as
+ *                      `<epoch>:<offset>:~<tag>:<text>` for a publish with a tag
+ *                      (a JSON text never starts with `~`)
  *
  * Offset, history entry, expiry and PUBLISH happen in one script, so they are one
  * atomic step: one order per key, the same on every node. A node that sees the
@@ -20,7 +22,8 @@
 
 /**
  * KEYS: state hash, history stream. ARGV: channel, hasHead ('1' | '0'), head,
- * body, history length, history TTL (ms), state TTL (ms), epoch for a new state.
+ * body, history length, history TTL (ms), state TTL (ms), epoch for a new state,
+ * tag ('' for none).
  * Returns { offset, epoch }.
  */
 export const PUBLISH_SCRIPT = `
@@ -41,6 +44,10 @@ if history > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('PUBLISH', ARGV[1], epoch .. ':' .. offset .. ':' .. data)
+if ARGV[9] == '' then
+  redis.call('PUBLISH', ARGV[1], epoch .. ':' .. offset .. ':' .. data)
+else
+  redis.call('PUBLISH', ARGV[1], epoch .. ':' .. offset .. ':~' .. ARGV[9] .. ':' .. data)
+end
 return { offset, epoch }
 `

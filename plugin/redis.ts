@@ -13,6 +13,8 @@ export interface RedisBrokerOptions {
 // The offset of a key outlives its history, so offsets keep increasing while
 // subscribers still hold old ones; a day covers a room that falls quiet overnight.
 const MIN_STATE_TTL = 24 * 60 * 60 * 1000
+// The character after `<epoch>:<offset>:` that marks a tagged publish (see redis-scripts.ts).
+const TAGGED = 0x7e
 
 /*
  * Both connections are duplicates of the given client, without an offline queue
@@ -41,7 +43,7 @@ interface Subscription {
   /** The key's epoch as this node knows it; null before the key's first publish. */
   epoch: string | null
   /** Live messages waiting while the offsets before them are fetched. */
-  pending: Array<{ epoch: string, offset: number, data: string }>
+  pending: Array<{ epoch: string, offset: number, data: string, tag: string | undefined }>
   /** Recoveries queued or running (or the subscription is not in effect yet): live messages wait. */
   held: number
   /** Recoveries of one key run one after the other. */
@@ -104,7 +106,7 @@ class RedisBroker implements Broker {
     const stateTtl = Math.max(topic.historyTtl, MIN_STATE_TTL)
     const args: Array<string | number> = [
       2, base + ':s', base + ':h', base, message.head === undefined ? '0' : '1', message.head ?? '', message.body,
-      topic.history, topic.historyTtl, stateTtl, randomBytes(8).toString('hex')
+      topic.history, topic.historyTtl, stateTtl, randomBytes(8).toString('hex'), message.tag ?? ''
     ]
     const reply = await this.#command('publish', async (redis) => {
       try {
@@ -263,8 +265,14 @@ class RedisBroker implements Broker {
     if (sub === undefined) return
     const first = payload.indexOf(':')
     const second = payload.indexOf(':', first + 1)
-    const message = { epoch: payload.slice(0, first), offset: Number(payload.slice(first + 1, second)), data: payload.slice(second + 1) }
-    sub.pending.push(message)
+    const epoch = payload.slice(0, first)
+    const offset = Number(payload.slice(first + 1, second))
+    if (payload.charCodeAt(second + 1) === TAGGED) {
+      const third = payload.indexOf(':', second + 2)
+      sub.pending.push({ epoch, offset, data: payload.slice(third + 1), tag: payload.slice(second + 2, third) })
+    } else {
+      sub.pending.push({ epoch, offset, data: payload.slice(second + 1), tag: undefined })
+    }
     if (sub.held === 0) this.#flush(sub)
   }
 
@@ -284,7 +292,7 @@ class RedisBroker implements Broker {
       sub.pending.shift()
       sub.epoch = next.epoch
       sub.last = next.offset
-      this.#emit(sub, { offset: next.offset, data: next.data })
+      this.#emit(sub, next.tag === undefined ? { offset: next.offset, data: next.data } : { offset: next.offset, data: next.data, tag: next.tag })
     }
   }
 

@@ -58,14 +58,40 @@ class KeyState {
   subscribed = false
   // Deliveries that arrived before the broker's subscribe resolved.
   early: BrokerEntry[] | undefined = []
+  // Publishes of this node with `except` whose delivery has not passed by yet.
+  exceptions: Exception[] | undefined = undefined
   ready: Promise<void>
   constructor (ready: (state: KeyState) => Promise<void>) {
     this.ready = ready(this)
   }
 }
 
-// Publishes from this node with `except`, until their delivery passes by.
-interface Exception { socket: WebSocketConnection, head: string | undefined, body: string, offset: number | undefined }
+// A publish of this node with `except`, until its delivery passes by: known by
+// its tag (unique to the publish) and, once the broker answered, by its offset.
+interface Exception { socket: WebSocketConnection, tag: string, offset: number | undefined }
+
+function dropException (state: KeyState, exception: Exception): void {
+  const list = state.exceptions as Exception[]
+  const at = list.indexOf(exception)
+  if (at !== -1) list.splice(at, 1)
+  if (list.length === 0) state.exceptions = undefined
+}
+
+/** The socket a delivery must skip; exceptions it passed by are dropped. */
+function exceptFor (state: KeyState, entry: BrokerEntry): WebSocketConnection | undefined {
+  let skip: WebSocketConnection | undefined
+  for (const exception of [...state.exceptions as Exception[]]) {
+    if (exception.tag === entry.tag || exception.offset === entry.offset) {
+      skip = exception.socket
+      // Matched by its tag before the offset is known: publish() drops it when it learns the offset.
+      if (exception.offset === undefined) exception.offset = entry.offset
+      else dropException(state, exception)
+    } else if (exception.offset !== undefined && exception.offset < entry.offset) {
+      dropException(state, exception)
+    }
+  }
+  return skip
+}
 
 const kMemberships = Symbol('fastify-typed-websocket.topics')
 type Member = WebSocketConnection & { [kMemberships]?: { id: string, keys: Set<[Topic, string]> } }
@@ -89,7 +115,6 @@ export class Topic {
   readonly #keys = new Map<string, KeyState>()
   // Broker unsubscribes still under way, per key: a new first subscriber waits for it.
   readonly #leaving = new Map<string, Promise<void>>()
-  readonly #exceptions = new Map<string, Exception[]>()
 
   constructor (node: TopicNode, name: string, options: TopicOptions, schemas: Json) {
     const where = `Topic "${name}"`
@@ -150,45 +175,26 @@ export class Topic {
     }
     const broker = this.#node.broker()
     const except = options?.except
+    // Only a key with local subscribers has a delivery to skip on this node.
+    const state = except === undefined ? undefined : this.#keys.get(key)
     let exception: Exception | undefined
-    if (except !== undefined) {
-      exception = { socket: except, head, body, offset: undefined }
-      let list = this.#exceptions.get(key)
-      if (list === undefined) this.#exceptions.set(key, list = [])
-      list.push(exception)
+    if (state !== undefined) {
+      exception = { socket: except as WebSocketConnection, tag: this.#node.tag(), offset: undefined }
+      ;(state.exceptions ??= []).push(exception)
     }
     try {
-      const offset = await broker.publish(this.settings, key, { head, body })
-      if (exception !== undefined) exception.offset = offset
+      const offset = await broker.publish(this.settings, key, { head, body, tag: exception?.tag })
+      if (exception !== undefined) {
+        // Already delivered (the tag matched), or its delivery passed by untagged: nothing left to skip.
+        if (exception.offset !== undefined || (state as KeyState).offset >= offset) dropException(state as KeyState, exception)
+        else exception.offset = offset
+      }
       if (publishChannel.hasSubscribers) publishChannel.publish({ topic: this.name, key, offset, subscribers: this.subscribers(key).size })
       return { offset }
     } catch (err) {
-      if (exception !== undefined) this.#dropException(key, exception)
+      if (exception !== undefined) dropException(state as KeyState, exception)
       throw err
     }
-  }
-
-  #dropException (key: string, exception: Exception): void {
-    const list = this.#exceptions.get(key) as Exception[]
-    const at = list.indexOf(exception)
-    if (at !== -1) list.splice(at, 1)
-    if (list.length === 0) this.#exceptions.delete(key)
-  }
-
-  /** The socket a delivery must skip: a publish of this node with `except`. */
-  #exceptFor (key: string, entry: BrokerEntry): WebSocketConnection | undefined {
-    const list = this.#exceptions.get(key)
-    if (list === undefined) return undefined
-    for (const exception of list) {
-      const matches = exception.offset === undefined
-        ? entry.data === (exception.head === undefined ? exception.body : exception.head + entry.offset + exception.body)
-        : exception.offset === entry.offset
-      if (matches) {
-        this.#dropException(key, exception)
-        return exception.socket
-      }
-    }
-    return undefined
   }
 
   async subscribe (socket: WebSocketConnection, key: string, options?: { since?: number, presence?: unknown }): Promise<{ offset: number, recovered: boolean }> {
@@ -287,7 +293,7 @@ export class Topic {
     }
     if (entry.offset <= state.offset) return
     state.offset = entry.offset
-    const except = this.#exceptFor(key, entry)
+    const except = state.exceptions === undefined ? undefined : exceptFor(state, entry)
     let delivery: Delivery | undefined
     for (const [socket, backlog] of state.sockets) {
       if (socket === except) continue
@@ -391,11 +397,19 @@ export class TopicNode implements BrokerSink {
   readonly topics = new Map<string, Topic>()
   readonly descriptions = new Map<string, TopicDescription>()
   readonly #broker: Broker
+  // Publish tags: unique to this node (a random prefix) and to each publish (a counter).
+  readonly #tagPrefix = randomUUID().slice(0, 13)
+  #tags = 0
   #started = false
   #closed = false
 
   constructor (broker: Broker) {
     this.#broker = broker
+  }
+
+  /** A tag no other publish carries (see `BrokerMessage.tag`). */
+  tag (): string {
+    return this.#tagPrefix + (++this.#tags).toString(36)
   }
 
   broker (): Broker {

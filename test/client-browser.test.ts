@@ -95,7 +95,7 @@ function defineTests (): void {
     await waitFor(page, 'window.__t.said.length === 1', 'said')
     const answer = await read<{ type: string, id: string }>(page, 'window.__t.client.request({ type: "ask", delay: 0 })')
     t.equal(answer.type, 'answer')
-    t.match(answer.id, /^r\d+$/)
+    t.match(answer.id, /^[0-9a-z]{8}-\d+$/)
     t.strictSame(await read(page, 'window.__t.said'), ['queued before open'])
     await page.evaluate('window.__t.client.close()')
     t.strictSame(await read(page, 'window.__t.states'), ['connecting', 'open', 'closed'])

@@ -12,6 +12,8 @@ import {
 import { sleep, startServer, until, type TestServer } from './helpers/server'
 import { echo, implementations, recordStates, waitState } from './helpers/client'
 
+interface TypedEcho { send (msg: { type: 'answer', id: string, delay: number }): Promise<void> }
+
 interface Echo { server: TestServer, received: string[], tokens: string[], requests: number, plainGets: number }
 
 /** The echo route: `say` → `said`, `ask` → `answer` after `delay` ms, `bye` → close(code, reason). */
@@ -186,9 +188,9 @@ t.test('a handshake refused after the hooks passed (the probe gets 400) is retri
   await waitState(client, 'open')
 })
 
-t.test('no reconnect after 1002, 1003, 1007-1010 or a code in noReconnect; reconnect after others', async (t) => {
+t.test('no reconnect after 1002, 1003, 1007, 1009, 1010 or a code in noReconnect; reconnect after others, 1008 too', async (t) => {
   const { server } = await startEcho(t)
-  for (const [code, expected] of [[4001, 'closed'], [1008, 'closed'], [1003, 'closed'], [1011, 'reconnecting'], [4002, 'reconnecting']] as const) {
+  for (const [code, expected] of [[4001, 'closed'], [1008, 'reconnecting'], [1009, 'closed'], [1003, 'closed'], [1011, 'reconnecting'], [4002, 'reconnecting']] as const) {
     const client = connect(echo, server.url('/echo'), { WebSocket: implementations[0][1], reconnect: fast, noReconnect: [4001] })
     t.teardown(() => client.close())
     await waitState(client, 'open')
@@ -199,6 +201,71 @@ t.test('no reconnect after 1002, 1003, 1007-1010 or a code in noReconnect; recon
     if (expected === 'reconnecting') await waitState(client, 'open')
     client.close()
   }
+})
+
+t.test('a client cut with 1008 `rate limit exceeded` comes back by itself, and its later sends arrive', async (t) => {
+  const received: string[] = []
+  const server = await startServer(t, (app) => {
+    app.get('/limited', {
+      websocket: {
+        ...echo,
+        rateLimit: { messages: 3, interval: 60_000, action: 'close' },
+        message (_socket, msg) { if (msg.type === 'say') received.push(msg.text) }
+      }
+    }, () => {})
+  })
+  const client = connect(echo, server.url('/limited'), { WebSocket: implementations[0][1], reconnect: fast })
+  t.teardown(() => client.close())
+  const states = recordStates(client)
+  await waitState(client, 'open')
+  for (let i = 1; i <= 4; i++) client.send({ type: 'say', text: `m${i}` })
+  await waitState(client, 'reconnecting')
+  t.equal(client.closeCode, 1008)
+  t.equal(client.closeReason, 'rate limit exceeded')
+  await waitState(client, 'open')
+  client.send({ type: 'say', text: 'after' })
+  await until(() => received.includes('after'), 5000, 'the send after the reconnect')
+  t.strictSame(received, ['m1', 'm2', 'm3', 'after'], 'the message past the limit was refused, the one after the reconnect arrived')
+  t.strictSame(states.slice(0, 4), ['connecting', 'open', 'reconnecting', 'open'])
+})
+
+t.test('two clients in one process never share a request id; another client\'s id settles nothing', async (t) => {
+  const seen: string[] = []
+  const sockets: TypedEcho[] = []
+  const server = await startServer(t, (app) => {
+    app.get('/ids', {
+      websocket: {
+        ...echo,
+        message (_socket, msg) { if (msg.type === 'ask') seen.push(msg.id) }
+      }
+    }, (socket) => { sockets.push(socket as unknown as TypedEcho) })
+  })
+  const a = connect(echo, server.url('/ids'), { WebSocket: implementations[0][1] })
+  const b = connect(echo, server.url('/ids'), { WebSocket: implementations[0][1] })
+  t.teardown(() => { a.close(); b.close() })
+  await waitState(a, 'open')
+  await waitState(b, 'open')
+  const fromA = a.request({ type: 'ask', delay: 0 }, { timeout: 5000 })
+  const fromB = b.request({ type: 'ask', delay: 0 }, { timeout: 5000 })
+  await until(() => seen.length === 2, 5000, 'both requests at the server')
+  const [idA, idB] = seen
+  t.not(idA, idB, 'the first requests of two clients carry different ids')
+  t.match(idA, /^[0-9a-z]{8}-1$/)
+  t.match(idB, /^[0-9a-z]{8}-1$/)
+  // The server sends B an answer carrying A's id: it reaches B as a plain message.
+  const plain = new Promise<unknown>(resolve => b.on('answer', resolve))
+  const [socketA, socketB] = sockets
+  await socketB.send({ type: 'answer', id: idA, delay: 1 })
+  t.match(await plain, { type: 'answer', id: idA }, 'another client\'s id is an ordinary message')
+  await socketB.send({ type: 'answer', id: idB, delay: 2 })
+  t.match(await fromB, { id: idB, delay: 2 }, 'B\'s request is settled by its own id only')
+  await socketA.send({ type: 'answer', id: idA, delay: 3 })
+  t.match(await fromA, { id: idA, delay: 3 })
+  const more = a.request({ type: 'ask', delay: 0 }, { timeout: 5000 }).catch(() => {})
+  await until(() => seen.length === 3, 5000, 'a second request')
+  t.equal(seen[2], idA.replace(/-1$/, '-2'), 'one client numbers its requests under one prefix')
+  a.close()
+  await more
 })
 
 t.test('reconnect: false closes for good after the first loss', async (t) => {

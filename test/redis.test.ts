@@ -297,3 +297,26 @@ t.test('Redis forgot the publish script (restarted, or SCRIPT FLUSH): the next p
   await t.rejects(a.broker.publish(rooms, 'lobby', said('three')), { code: 'FST_WS_BROKER_UNAVAILABLE', message: /publish: .*WRONGTYPE/ })
   t.equal(await admin.get(LOBBY + ':s'), 'not a hash', 'nothing was written')
 })
+
+t.test('a tagged publish carries its tag to every node\'s live delivery, and only there', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis)
+  const b = await node(t, redis)
+  await a.broker.subscribe(bare, 'k')
+  await b.broker.subscribe(bare, 'k')
+  await a.broker.publish(bare, 'k', { head: undefined, body: '{"text":"same"}', tag: 'node-a-1' })
+  await b.broker.publish(bare, 'k', { head: undefined, body: '{"text":"same"}' })
+  await a.broker.publish(rooms, 'k', { ...said('tagged'), tag: 'x1' })
+  await until(() => a.sink.delivered.length === 2 && b.sink.delivered.length === 2)
+  for (const sink of [a.sink, b.sink]) {
+    t.strictSame(sink.delivered.map(({ offset, data, tag }) => ({ offset, data, tag })), [
+      { offset: 1, data: '{"text":"same"}', tag: 'node-a-1' },
+      { offset: 2, data: '{"text":"same"}', tag: undefined }
+    ], 'the same text, told apart by the tag')
+  }
+  await a.broker.subscribe(rooms, 'k')
+  await a.broker.publish(rooms, 'k', { ...said('tagged'), tag: 'x2' })
+  await until(() => a.sink.delivered.length === 3)
+  t.match(a.sink.delivered[2], { topic: 'rooms', offset: 2, data: '{"id":2,"text":"tagged"}', tag: 'x2' }, 'with an offset written into the text')
+  t.strictSame((await a.broker.history(rooms, 'k', {})).map(e => Object.keys(e)), [['offset', 'data'], ['offset', 'data']], 'history keeps no tag')
+})

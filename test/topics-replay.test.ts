@@ -162,3 +162,122 @@ t.test('except on a topic without offsetField skips only that socket', async (t)
   a.close()
   b.close()
 })
+
+/** A broker through which another node publishes the same text just before this node's publish fails. */
+class SameTextElsewhere extends MemoryBroker {
+  failNext = false
+  override async publish (topic: BrokerTopic, key: string, message: BrokerMessage): Promise<number> {
+    if (!this.failNext) return super.publish(topic, key, message)
+    this.failNext = false
+    await super.publish(topic, key, { head: message.head, body: message.body })
+    throw new Error('the broker refused this publish')
+  }
+}
+
+t.test('except skips only its own publish: the same text from another node reaches the excepted socket', async (t) => {
+  const Note = Type.Object({ text: Type.String() })
+  const broker = new SameTextElsewhere()
+  let notes = undefined as unknown as Topic<{ text: string }>
+  const sockets: TypedWebSocket[] = []
+  const server = await startServer(t, (app: FastifyInstance) => {
+    notes = app.websocketTopic('notes', { message: Note })
+    app.get('/notes', { websocket: true }, async (socket) => {
+      sockets.push(socket)
+      await notes.subscribe(socket, 'k')
+      await socket.send('subscribed')
+    })
+  }, { plugin: { broker } })
+  const a = new WebSocket(server.url('/notes'))
+  await messages(a, 1)
+  const b = new WebSocket(server.url('/notes'))
+  await messages(b, 1)
+  const toA = messages(a, 2)
+  const toB = messages(b, 2)
+  broker.failNext = true
+  await t.rejects(notes.publish('k', { text: 'hi' }, { except: sockets[0] }), /refused/)
+  await notes.publish('k', { text: 'after' })
+  t.same(await toA, ['{"text":"hi"}', '{"text":"after"}'], 'the identical message from another node was not the one a published')
+  t.same(await toB, ['{"text":"hi"}', '{"text":"after"}'])
+  a.close()
+  b.close()
+})
+
+t.test('except on a key without local subscribers keeps nothing', async (t) => {
+  const Note = Type.Object({ text: Type.String() })
+  const broker = new MemoryBroker()
+  let notes = undefined as unknown as Topic<{ text: string }>
+  const sockets: TypedWebSocket[] = []
+  const server = await startServer(t, (app: FastifyInstance) => {
+    notes = app.websocketTopic('notes', { message: Note, historyTtl: 30 })
+    app.get('/notes', { websocket: true }, async (socket) => {
+      sockets.push(socket)
+      await notes.subscribe(socket, 'k')
+      await socket.send('subscribed')
+    })
+  }, { plugin: { broker } })
+  const a = new WebSocket(server.url('/notes'))
+  await messages(a, 1)
+  // a is on 'k'; 'elsewhere' has no local subscriber: nothing there to skip, nothing to hold.
+  for (let i = 0; i < 1000; i++) await notes.publish(`elsewhere-${i}`, { text: 'x' }, { except: sockets[0] })
+  const toA = messages(a, 1)
+  await notes.publish('k', { text: 'for a' })
+  t.same(await toA, ['{"text":"for a"}'])
+  a.close()
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.ok(broker.size <= 1, `idle keys dropped (left: ${broker.size})`)
+})
+
+/** A broker of its own making: its deliveries carry no tag, and come before the answer, after it, or never. */
+class UntaggedBroker extends MemoryBroker {
+  mode: 'after' | 'before' | 'never' = 'after'
+  #sink: BrokerSink | undefined
+  override async start (sink: BrokerSink): Promise<void> {
+    this.#sink = sink
+    await super.start({ deliver: () => {}, lost: () => {} })
+  }
+
+  override async publish (topic: BrokerTopic, key: string, message: BrokerMessage): Promise<number> {
+    const offset = await super.publish(topic, key, { head: message.head, body: message.body })
+    const entry = { offset, data: message.head === undefined ? message.body : message.head + offset + message.body }
+    const sink = this.#sink as BrokerSink
+    if (this.mode === 'before') sink.deliver(topic.name, key, entry)
+    else if (this.mode === 'after') setImmediate(() => sink.deliver(topic.name, key, entry))
+    return offset
+  }
+}
+
+t.test('a broker without tags: except is matched by offset once known; a delivery it cannot place goes to every socket', async (t) => {
+  const Note = Type.Object({ text: Type.String() })
+  const broker = new UntaggedBroker()
+  let notes = undefined as unknown as Topic<{ text: string }>
+  const sockets: TypedWebSocket[] = []
+  const server = await startServer(t, (app: FastifyInstance) => {
+    notes = app.websocketTopic('notes', { message: Note })
+    app.get('/notes', { websocket: true }, async (socket) => {
+      sockets.push(socket)
+      await notes.subscribe(socket, 'k')
+      await socket.send('subscribed')
+    })
+  }, { plugin: { broker } })
+  const a = new WebSocket(server.url('/notes'))
+  await messages(a, 1)
+  const b = new WebSocket(server.url('/notes'))
+  await messages(b, 1)
+  const toA = messages(a, 3)
+  const toB = messages(b, 4)
+  await notes.publish('k', { text: 'late, by offset' }, { except: sockets[0] })
+  // (In offset order, as the broker contract asks: the late delivery before the next publish.)
+  await new Promise(resolve => setImmediate(resolve))
+  broker.mode = 'before'
+  await notes.publish('k', { text: 'early, untagged' }, { except: sockets[0] })
+  broker.mode = 'never'
+  await notes.publish('k', { text: 'never delivered' }, { except: sockets[0] })
+  broker.mode = 'after'
+  await notes.publish('k', { text: 'next' })
+  await notes.publish('k', { text: 'last' })
+  t.same((await toA).map(m => JSON.parse(m as string).text), ['early, untagged', 'next', 'last'],
+    'skipped by offset; an untagged early delivery is not skipped; an exception never delivered is dropped when the next passes')
+  t.same((await toB).map(m => JSON.parse(m as string).text), ['late, by offset', 'early, untagged', 'next', 'last'], 'b gets every message that was delivered')
+  a.close()
+  b.close()
+})

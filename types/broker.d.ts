@@ -13,6 +13,8 @@
 export interface BrokerEntry {
   offset: number
   data: string
+  /** The `tag` of the publish, on a live delivery of a message published with one. */
+  tag?: string
 }
 
 /**
@@ -24,6 +26,13 @@ export interface BrokerEntry {
 export interface BrokerMessage {
   head: string | undefined
   body: string
+  /**
+   * Set when the publish skips a socket (`except`): unique to this publish, and
+   * handed back on its live delivery (`BrokerEntry.tag`) so the node that
+   * published knows its own message before the offset is known. History need not keep it.
+   * Letters and digits only.
+   */
+  tag?: string | undefined
 }
 
 /** Per-topic settings the broker applies to every key of the topic. */
