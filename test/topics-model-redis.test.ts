@@ -143,3 +143,36 @@ t.test('a second subscriber on a node whose view of the key lags: since equal to
   t.same(result, { offset: 1, recovered: true }, 'since is the latest offset: nothing to replay, recovered')
   t.same(second.got, [], 'and the message the client holds is not sent again')
 })
+
+t.test('except while another node publishes the same key: the publish resolves', {
+  todo: 'when the excepting node\'s own tagged message and then the other node\'s arrive before its publish is answered, the exception is dropped twice and publish() rejects with a TypeError (dropException on an empty list) although the message was published and delivered'
+}, async (t) => {
+  const redis = await startRedis(t)
+  const nodes: ModelNode[] = []
+  for (let i = 0; i < 2; i++) {
+    const client = new Redis(redis.port, '127.0.0.1', { lazyConnect: true })
+    client.on('error', () => {})
+    t.teardown(() => client.disconnect())
+    const node = await startModelNode(0, { broker: redisBroker({ client, brokerTimeout: BROKER_TIMEOUT }) })
+    t.teardown(() => node.app.close())
+    nodes.push(node)
+  }
+  const ws = new WebSocket(`ws://127.0.0.1:${nodes[0].port}/c`)
+  ws.on('error', () => {})
+  t.teardown(() => ws.terminate())
+  await new Promise((resolve) => ws.once('open', resolve))
+  await until(() => nodes[0].accepted.length === 1, 5000, 'the server to accept')
+  const [socket] = nodes[0].accepted
+  await nodes[0].rooms.subscribe(socket, 'k')
+  const message = { type: 'said' as const, key: 'k', text: 'same' }
+  const failures: string[] = []
+  // Bounded: the order of arrivals is the network's; a few dozen tries see it.
+  for (let i = 0; i < 40 && failures.length === 0; i++) {
+    const outcomes = await Promise.allSettled([
+      nodes[0].rooms.publish('k', message, { except: socket }),
+      nodes[1].rooms.publish('k', message)
+    ])
+    for (const outcome of outcomes) if (outcome.status === 'rejected') failures.push(`try ${i}: ${String(outcome.reason)}`)
+  }
+  t.same(failures, [], 'every publish resolved')
+})

@@ -375,6 +375,13 @@ export class TopicsModel {
       await rejectsWith(rooms.subscribe(client.server, key, options), 'FST_WS_CLOSED', what)
       return
     }
+    // Where the node's view of the key may lag (Redis, another local subscriber holds the key):
+    // the offset it answers lies between what its sockets got before the call and the latest.
+    const others = [...k.subscribers].filter((c) => c !== client && c.node === client.node && !c.closed)
+    let low = k.offset
+    if (this.broker.synchronous !== true && others.length > 0) {
+      low = Math.max(0, ...others.flatMap((c) => c.got.filter((m) => m.key === key).map((m) => m.id)))
+    }
     const result = await rooms.subscribe(client.server, key, options)
     this.held.add(key)
     if (k.subscribers.has(client)) {
@@ -385,13 +392,6 @@ export class TopicsModel {
         fail(`${what}, already subscribed: got ${JSON.stringify(result)}, expected recovered false and an offset from ${low} to ${k.offset}`)
       }
     } else {
-      // Where the node's view of the key may lag (Redis, another local subscriber holds the key):
-      // the offset it answers lies between what its sockets already got and the latest.
-      const others = [...k.subscribers].filter((c) => c.node === client.node && !c.closed)
-      let low = k.offset
-      if (this.broker.synchronous !== true && others.length > 0) {
-        low = Math.max(0, ...others.flatMap((c) => c.got.filter((m) => m.key === key).map((m) => m.id)))
-      }
       const offset = result.offset
       if (offset < low || offset > k.offset) fail(`${what}: offset ${offset}, expected ${low === k.offset ? low : `${low} to ${k.offset}`}`)
       let recovered = false
