@@ -87,7 +87,7 @@ export type Op =
   | { t: 'flood', node: number, key: number }
   | { t: 'ghost', node: number, c: number, key: number }
   | { t: 'inbox', node: number, key: number }
-  | { t: 'race', key: number, except: number }
+  | { t: 'race', key: number, except: number, otherFirst: boolean }
   | { t: 'blip' }
 
 export function opArbitrary (nodes: number, blips: boolean): fc.Arbitrary<Op> {
@@ -110,7 +110,7 @@ export function opArbitrary (nodes: number, blips: boolean): fc.Arbitrary<Op> {
     { weight: 1, arbitrary: fc.record({ t: fc.constant('ghost' as const), node, c, key: fc.nat(GHOST_KEYS.length - 1) }) },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('inbox' as const), node, key: fc.nat(INBOX_KEYS.length - 1) }) }
   ]
-  if (nodes > 1) ops.push({ weight: 2, arbitrary: fc.record({ t: fc.constant('race' as const), key, except: c }) })
+  if (nodes > 1) ops.push({ weight: 2, arbitrary: fc.record({ t: fc.constant('race' as const), key, except: c, otherFirst: fc.boolean() }) })
   if (blips) ops.push({ weight: 1, arbitrary: fc.constant({ t: 'blip' as const }) })
   return fc.oneof(...ops)
 }
@@ -331,10 +331,12 @@ export class TopicsModel {
         const other = (node + 1) % nodes.length
         const text = this.text(0)
         const message = { type: 'said' as const, key, text }
-        const [mine, theirs] = await Promise.all([
-          nodes[node].rooms.publish(key, message, except === undefined ? undefined : { except: except.server }),
-          nodes[other].rooms.publish(key, message)
-        ])
+        // Either is sent first: the other node's message may reach this node before its own answer.
+        const publishMine = (): Promise<{ offset: number }> => nodes[node].rooms.publish(key, message, except === undefined ? undefined : { except: except.server })
+        const publishTheirs = (): Promise<{ offset: number }> => nodes[other].rooms.publish(key, message)
+        const [mine, theirs] = op.otherFirst
+          ? await Promise.all([publishTheirs(), publishMine()]).then(([b, a]) => [a, b])
+          : await Promise.all([publishMine(), publishTheirs()])
         const k = this.keys.get(key) as KeyModel
         stats.races++
         same([mine.offset, theirs.offset].sort((x, y) => x - y), [k.offset + 1, k.offset + 2], `race on ${key}: offsets`)
@@ -595,7 +597,9 @@ export class TopicsModel {
       const short = got.length < expected.length
       if (got.length > expected.length) fail(`${what}: ${got.length} messages, expected ${expected.length}: ${JSON.stringify(got.map((m) => m.id))} vs ${JSON.stringify(expected.map((e) => e.id))}`)
       if (short && client.cut === undefined) fail(`${what}: only ${got.length} of ${expected.length} messages and not told why (closed ${JSON.stringify(client.seen)})`)
-      same(got.map((m) => `${m.id} ${m.text}`), expected.slice(0, got.length).map((e) => `${e.id} ${e.text}`), `${what}: messages`)
+      // A text is its number, then padding: shown as number and length.
+      const show = (m: Expected): string => `${m.id} ${m.text.replace(/\.+$/, '')}${m.text.endsWith('.') ? `+${m.text.length}` : ''}`
+      same(got.map(show), expected.slice(0, got.length).map(show), `${what}: messages`)
       if (short) {
         const code = client.seen?.code
         const told = client.cut !== undefined && (code === client.cut.code || code === 1006)
