@@ -1,9 +1,13 @@
-// Topics on redisBroker against the reference model (test/helpers/topics-model.ts): two
-// nodes (two apps, each with its own Redis connections) on one real redis-server, random
+// Topics on redisBroker against the reference model (test/helpers/topics-model.ts): three
+// nodes on one real redis-server — two apps in this process (each with its own Redis
+// connections, driven fully) and one in a child process (its clients subscribe as they
+// connect; it publishes on command) — random
 // sequences across both, races of identical messages published on both nodes with `except`,
 // and a broker blip (Redis killed and restarted empty: refusals while it is down, 1012
 // `missed messages` for the subscribers of the keys it lost, offsets from 1 again).
-import t from 'tap'
+import t, { type Test } from 'tap'
+import { fork, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
 import fc from 'fast-check'
 import Redis from 'ioredis'
 import WebSocket from 'ws'
@@ -11,14 +15,58 @@ import type { TypedWebSocket } from 'fastify-typed-websocket'
 import { redisBroker } from '../plugin/redis'
 import { startRedis } from './helpers/redis'
 import { sleep, until } from './helpers/server'
-import { TopicsModel, opArbitrary, runSettings, startModelNode, stats, type ModelNode } from './helpers/topics-model'
+import { childEnv } from './helpers/child'
+import { TopicsModel, opArbitrary, runSettings, startModelNode, stats, type ModelNode, type RemoteNode } from './helpers/topics-model'
 
 const { numRuns, seed, interruptAfterTimeLimit } = runSettings(12, 8128, 240_000)
 // Generous for a loaded machine; each blip waits about this long twice.
 const BROKER_TIMEOUT = 1500
 
-t.test('topics on Redis, two nodes, follow the model', async (t) => {
+let asked = 0
+
+/** A command to the child node, answered over IPC (bounded). */
+function ask<T> (child: ChildProcess, message: Record<string, unknown>, ms = 20_000): Promise<T> {
+  const id = ++asked
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.off('message', onMessage)
+      reject(new Error(`no answer from the child node to ${String(message.cmd)} within ${ms} ms`))
+    }, ms)
+    function onMessage (answer: { id?: number, failed?: string }): void {
+      if (answer.id !== id) return
+      clearTimeout(timer)
+      child.off('message', onMessage)
+      if (answer.failed !== undefined) reject(new Error(`the child node failed ${String(message.cmd)}: ${answer.failed}`))
+      else resolve(answer as T)
+    }
+    child.on('message', onMessage)
+    child.send({ ...message, id })
+  })
+}
+
+/** The child node, once it is ready for commands. */
+async function startChild (t: Test): Promise<ChildProcess> {
+  const loader = process.execArgv.filter(a => a.includes('@tapjs/typescript') || a === '--enable-source-maps')
+  const child = fork(join(__dirname, 'fixtures', 'model-node.ts'), [], {
+    execArgv: loader,
+    env: childEnv(),
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  t.teardown(() => { child.kill() })
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the child node did not start')), 30_000)
+    child.once('message', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    child.once('exit', (code) => reject(new Error(`the child node exited with ${String(code)}`)))
+  })
+  return child
+}
+
+t.test('topics on Redis, three nodes (one in another process), follow the model', async (t) => {
   const redis = await startRedis(t)
+  const child = await startChild(t)
   const admin = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 })
   admin.on('error', () => {})
   t.teardown(() => admin.disconnect())
@@ -26,7 +74,7 @@ t.test('topics on Redis, two nodes, follow the model', async (t) => {
   let runs = 0
   await fc.assert(fc.asyncProperty(
     fc.constantFrom(0, 3),
-    fc.array(opArbitrary(2, true), { minLength: 1, maxLength: 25, size: 'max' }),
+    fc.array(opArbitrary(2, true, true), { minLength: 1, maxLength: 25, size: 'max' }),
     async (history, ops) => {
       runs++
       const prefix = `model${runs}:`
@@ -40,8 +88,15 @@ t.test('topics on Redis, two nodes, follow the model', async (t) => {
           clients.push(client)
           nodes.push(await startModelNode(history, { broker: redisBroker({ client, prefix, brokerTimeout: BROKER_TIMEOUT }) }))
         }
+        const { port } = await ask<{ port: number }>(child, { cmd: 'start', redisPort: redis.port, prefix, history, brokerTimeout: BROKER_TIMEOUT })
+        const remote: RemoteNode = {
+          port,
+          publish: async (key, text) => await ask<{ offset?: number, error?: string }>(child, { cmd: 'publish', key, text }),
+          subscribers: async (key) => (await ask<{ count: number }>(child, { cmd: 'subscribers', key })).count
+        }
         const model = new TopicsModel({
           nodes,
+          remote,
           // One blip per run: each costs a few brokerTimeouts.
           blip: async (whileDown) => {
             if (blipped) return false
@@ -50,6 +105,12 @@ t.test('topics on Redis, two nodes, follow the model', async (t) => {
             await whileDown()
             await redis.restart()
             // Back once each node answers again (its connections reconnect with ioredis's backoff).
+            for (let attempt = 0; ; attempt++) {
+              const { error } = await ask<{ error?: string }>(child, { cmd: 'history', key: 'ghost1' })
+              if (error === undefined) break
+              if (attempt === 50) throw new Error(`the child node still answers ${error}`)
+              await sleep(100)
+            }
             for (const node of nodes) {
               for (let attempt = 0; ; attempt++) {
                 try {

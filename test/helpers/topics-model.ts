@@ -53,7 +53,7 @@ export interface ModelNode {
 }
 
 /** A node: an app with the two topics, a route `/c` (default limits) and `/slow` (maxBufferedAmount SLOW_LIMIT). */
-export async function startModelNode (history: number, plugin: FastifyTypedWebsocketOptions): Promise<ModelNode> {
+export async function startModelNode (history: number, plugin: FastifyTypedWebsocketOptions, routes?: (app: FastifyInstance) => void): Promise<ModelNode> {
   const app = Fastify()
   await app.register(typedWebsocket, plugin)
   const node = { app, port: 0, accepted: [], baselines: new Map() } as unknown as ModelNode
@@ -65,6 +65,7 @@ export async function startModelNode (history: number, plugin: FastifyTypedWebso
   }
   app.get('/c', { websocket: { outbound: Said } }, open)
   app.get('/slow', { websocket: { outbound: Said, maxBufferedAmount: SLOW_LIMIT } }, open)
+  routes?.(app)
   await app.listen({ host: '127.0.0.1', port: 0 })
   node.port = (app.server.address() as { port: number }).port
   return node
@@ -89,8 +90,12 @@ export type Op =
   | { t: 'inbox', node: number, key: number }
   | { t: 'race', key: number, except: number, otherFirst: boolean }
   | { t: 'blip' }
+  | { t: 'ropen', key: number, since: Since }
+  | { t: 'rpub', key: number }
+  | { t: 'rclose', c: number }
 
-export function opArbitrary (nodes: number, blips: boolean): fc.Arbitrary<Op> {
+/** Commands for `nodes` nodes in this process, blips of the broker, and a node in another process. */
+export function opArbitrary (nodes: number, blips: boolean, remote = false): fc.Arbitrary<Op> {
   const node = fc.nat(nodes - 1)
   const c = fc.nat(7)
   const key = fc.nat(ROOM_KEYS.length - 1)
@@ -112,15 +117,32 @@ export function opArbitrary (nodes: number, blips: boolean): fc.Arbitrary<Op> {
   ]
   if (nodes > 1) ops.push({ weight: 2, arbitrary: fc.record({ t: fc.constant('race' as const), key, except: c, otherFirst: fc.boolean() }) })
   if (blips) ops.push({ weight: 1, arbitrary: fc.constant({ t: 'blip' as const }) })
+  if (remote) {
+    ops.push({ weight: 3, arbitrary: fc.record({ t: fc.constant('ropen' as const), key, since }) })
+    ops.push({ weight: 3, arbitrary: fc.record({ t: fc.constant('rpub' as const), key }) })
+    ops.push({ weight: 1, arbitrary: fc.record({ t: fc.constant('rclose' as const), c }) })
+  }
   return fc.oneof(...ops)
 }
 
 interface Got { key: string, id: number, text: string }
+
+/** What the model reads of a server socket, for a client of the other process: what its client saw. */
+function remoteSide (ws: WebSocket, seen: () => { code: number, reason: string } | undefined): TypedWebSocket {
+  return {
+    get isOpen () { return ws.readyState === WebSocket.OPEN },
+    get closeCode () { return seen()?.code },
+    get serverCloseCode () { return seen()?.code },
+    get serverCloseReason () { return seen()?.reason }
+  } as unknown as TypedWebSocket
+}
 interface Expected { id: number, text: string }
 
 interface Client {
   n: number
   node: number
+  /** A client of the node in another process: it subscribes as it connects (`/sub`), and closes only itself. */
+  remote: boolean
   slow: boolean
   ws: WebSocket
   server: TypedWebSocket
@@ -143,9 +165,17 @@ interface KeyModel {
   presence: Map<Client, string>
 }
 
+/** A node in another process, as far as the model drives it. */
+export interface RemoteNode {
+  port: number
+  publish: (key: string, text: string) => Promise<{ offset?: number, error?: string }>
+  subscribers: (key: string) => Promise<number>
+}
+
 /** What a broker under test offers the model besides its nodes. */
 export interface ModelBroker {
   nodes: ModelNode[]
+  remote?: RemoteNode
   /** Delivery happens within publish (the in-memory broker): a node's view of a key is never behind. */
   synchronous?: boolean
   /** Kills Redis and brings it back empty, running the probes while it is down; false when it did not. */
@@ -182,7 +212,7 @@ async function rejectsWith (promise: Promise<unknown>, code: string, what: strin
 }
 
 /** What the runs exercised, for the test's comment: a property that never reaches a case tests nothing. */
-export const stats = { delivered: 0, recovered: 0, excepted: 0, cut: 0, lost: 0, refused: 0, closed: 0, blips: 0, races: 0, behind: 0 }
+export const stats = { delivered: 0, recovered: 0, excepted: 0, cut: 0, lost: 0, refused: 0, closed: 0, blips: 0, races: 0, behind: 0, remote: 0 }
 
 /** Runs one command sequence against the nodes and the model, then checks every invariant. */
 export class TopicsModel {
@@ -200,10 +230,11 @@ export class TopicsModel {
     for (const key of ROOM_KEYS) this.keys.set(key, { offset: 0, kept: [], all: [], subscribers: new Set(), presence: new Map() })
   }
 
-  /** Mostly an open client; c of 6 and 7 pick among all, closed ones too. */
+  /** Mostly an open client of this process; c of 6 and 7 pick among all, closed ones too. */
   client (c: number): Client | undefined {
-    const open = this.clients.filter((client) => !client.closed)
-    const from = c < 6 && open.length > 0 ? open : this.clients
+    const local = this.clients.filter((client) => !client.remote)
+    const open = local.filter((client) => !client.closed)
+    const from = c < 6 && open.length > 0 ? open : local
     return from.length === 0 ? undefined : from[c % from.length]
   }
 
@@ -231,7 +262,7 @@ export class TopicsModel {
         const node = nodes[op.node % nodes.length]
         const before = node.accepted.length
         const ws = new WebSocket(`ws://127.0.0.1:${node.port}${op.slow ? '/slow' : '/c'}`)
-        const client: Client = { n: this.clients.length, node: op.node % nodes.length, slow: op.slow, ws, server: undefined as unknown as TypedWebSocket, got: [], closed: false, expected: new Map() }
+        const client: Client = { n: this.clients.length, node: op.node % nodes.length, remote: false, slow: op.slow, ws, server: undefined as unknown as TypedWebSocket, got: [], closed: false, expected: new Map() }
         ws.on('message', (data) => {
           const m = JSON.parse(String(data)) as Got & { type: string }
           client.got.push({ key: m.key, id: m.id, text: m.text })
@@ -324,7 +355,7 @@ export class TopicsModel {
         // Two nodes publish the same message at once, one excepting a socket of its own:
         // the socket misses exactly that node's publish, whichever arrives first.
         const key = ROOM_KEYS[op.key]
-        const subscribed = [...(this.keys.get(key) as KeyModel).subscribers].filter((c) => !c.closed)
+        const subscribed = [...(this.keys.get(key) as KeyModel).subscribers].filter((c) => !c.closed && !c.remote)
         const candidate = subscribed.length > 0 ? subscribed[op.except % subscribed.length] : this.client(op.except)
         const except = !EXCEPT_IN_RACES || candidate === undefined || candidate.closed ? undefined : candidate
         const node = except?.node ?? 0
@@ -350,6 +381,27 @@ export class TopicsModel {
         return
       }
       case 'blip': return await this.blip()
+      case 'ropen': return await this.remoteOpen(op)
+      case 'rpub': {
+        const remote = this.broker.remote
+        if (remote === undefined) return
+        const key = ROOM_KEYS[op.key]
+        const text = this.text(0)
+        const { offset, error } = await remote.publish(key, text)
+        if (error !== undefined) fail(`publish on ${key} in the other process: ${error}`)
+        same(offset, (this.keys.get(key) as KeyModel).offset + 1, `publish on ${key} in the other process`)
+        this.published(key, text, undefined)
+        return
+      }
+      case 'rclose': {
+        const open = this.clients.filter((c) => c.remote && !c.closed)
+        if (open.length === 0) return
+        const client = open[op.c % open.length]
+        await this.delivered(client)
+        client.ws.close(1000, 'done')
+        await this.settleClose(client)
+        if (client.cut === undefined) same(client.seen, { code: 1000, reason: 'done' }, `client ${client.n} close`)
+      }
     }
   }
 
@@ -385,11 +437,7 @@ export class TopicsModel {
     }
     // Where the node's view of the key may lag (Redis, another local subscriber holds the key):
     // the offset it answers lies between what its sockets got before the call and the latest.
-    const others = [...k.subscribers].filter((c) => c !== client && c.node === client.node && !c.closed)
-    let low = k.offset
-    if (this.broker.synchronous !== true && others.length > 0) {
-      low = Math.max(0, ...others.flatMap((c) => c.got.filter((m) => m.key === key).map((m) => m.id)))
-    }
+    const low = this.lowest(client, key)
     const result = await rooms.subscribe(client.server, key, options)
     this.held.add(key)
     if (k.subscribers.has(client)) {
@@ -400,23 +448,68 @@ export class TopicsModel {
         fail(`${what}, already subscribed: got ${JSON.stringify(result)}, expected recovered false and an offset from ${low} to ${k.offset}`)
       }
     } else {
-      const offset = result.offset
-      if (offset < low || offset > k.offset) fail(`${what}: offset ${offset}, expected ${low === k.offset ? low : `${low} to ${k.offset}`}`)
-      let recovered = false
-      if (since !== undefined && since <= offset) {
-        const missed = k.kept.filter((e) => e.id > since && e.id <= offset)
-        recovered = missed.length === offset - since
-        if (recovered) this.expect(client, key).push(...missed)
-        if (recovered && missed.length > 0) stats.recovered++
-      }
-      same(result, { offset, recovered }, what)
-      if (offset < k.offset) stats.behind++
-      // Messages after the node's view are on their way: they arrive live.
-      for (const e of k.all) if (e.id > offset && e.except !== client) this.expect(client, key).push({ id: e.id, text: e.text })
-      k.subscribers.add(client)
+      this.joined(client, key, since, result, low, what)
     }
     if (op.name !== null) k.presence.set(client, op.name)
     await this.checkPresence(key)
+  }
+
+  /** The lowest offset a node may answer a new subscription with: what its other subscribers of the key got before the call. */
+  lowest (client: Client, key: string): number {
+    const k = this.keys.get(key) as KeyModel
+    const others = [...k.subscribers].filter((c) => c !== client && c.node === client.node && !c.closed)
+    if (this.broker.synchronous === true || others.length === 0) return k.offset
+    return Math.max(0, ...others.flatMap((c) => c.got.filter((m) => m.key === key).map((m) => m.id)))
+  }
+
+  /** A new subscription answered `result`: checked against the model, and what the client is due from now on. */
+  joined (client: Client, key: string, since: number | undefined, result: { offset: number, recovered: boolean }, low: number, what: string): void {
+    const k = this.keys.get(key) as KeyModel
+    const offset = result.offset
+    if (offset < low || offset > k.offset) fail(`${what}: offset ${offset}, expected ${low === k.offset ? low : `${low} to ${k.offset}`}`)
+    let recovered = false
+    if (since !== undefined && since <= offset) {
+      const missed = k.kept.filter((e) => e.id > since && e.id <= offset)
+      recovered = missed.length === offset - since
+      if (recovered) this.expect(client, key).push(...missed)
+      if (recovered && missed.length > 0) stats.recovered++
+    }
+    same(result, { offset, recovered }, what)
+    if (offset < k.offset) stats.behind++
+    // Messages after the node's view are on their way: they arrive live.
+    for (const e of k.all) if (e.id > offset && e.except !== client) this.expect(client, key).push({ id: e.id, text: e.text })
+    k.subscribers.add(client)
+  }
+
+  /** A client of the node in another process, subscribed to the key (with `since`) as it connects. */
+  async remoteOpen (op: Extract<Op, { t: 'ropen' }>): Promise<void> {
+    const remote = this.broker.remote
+    if (remote === undefined || this.clients.filter((c) => !c.closed).length >= 7) return
+    const key = ROOM_KEYS[op.key]
+    const k = this.keys.get(key) as KeyModel
+    let since: number | undefined
+    if (op.since.kind === 'back') since = Math.max(0, k.offset - op.since.n)
+    else if (op.since.kind === 'ahead') since = k.offset + 1
+    const ws = new WebSocket(`ws://127.0.0.1:${remote.port}/sub?key=${key}${since === undefined ? '' : `&since=${since}`}`)
+    const client: Client = {
+      n: this.clients.length, node: this.broker.nodes.length, remote: true, slow: false, ws, server: remoteSide(ws, () => client.seen), got: [], closed: false, expected: new Map()
+    }
+    let hello: { offset: number, recovered: boolean } | undefined
+    ws.on('message', (data) => {
+      const m = JSON.parse(String(data)) as Got & { type: string, offset: number, recovered: boolean }
+      if (m.type === 'hello') hello = { offset: m.offset, recovered: m.recovered }
+      else client.got.push({ key: m.key, id: m.id, text: m.text })
+    })
+    ws.once('close', (code, reason) => { client.seen = { code, reason: String(reason) } })
+    ws.on('error', () => {})
+    const low = this.lowest(client, key)
+    const what = `client ${client.n} of the other process subscribes to ${key} (since ${String(since)}, offset ${k.offset})`
+    await until(() => hello !== undefined || client.seen !== undefined, 10_000, 'the hello of the other process').catch(() => {})
+    if (hello === undefined) fail(`${what}: no hello (closed ${JSON.stringify(client.seen)})`)
+    this.clients.push(client)
+    this.held.add(key)
+    stats.remote++
+    this.joined(client, key, since, hello, low, what)
   }
 
   expect (client: Client, key: string): Expected[] {
@@ -480,13 +573,26 @@ export class TopicsModel {
   /** Clients closed by the test or cut by the server: the server saw them close and their keys let go of them. */
   async settleClose (...clients: Client[]): Promise<void> {
     for (const client of clients) {
-      const node = this.broker.nodes[client.node]
       await until(() => client.seen !== undefined && client.server.closeCode !== undefined, 10_000, `client ${client.n} to close`)
+      if (client.remote) continue
+      const node = this.broker.nodes[client.node]
       await until(() => ROOM_KEYS.every((key) => !node.rooms.subscribers(key).has(client.server)), 5000, `client ${client.n} to leave its keys`)
     }
     for (const client of clients) {
       client.closed = true
       for (const key of ROOM_KEYS) this.leave(client, key)
+    }
+    const remote = this.broker.remote
+    if (remote !== undefined && clients.some((c) => c.remote)) {
+      for (const key of ROOM_KEYS) {
+        const want = [...(this.keys.get(key) as KeyModel).subscribers].filter((c) => c.remote).length
+        let count = -1
+        for (let attempt = 0; attempt < 100 && count !== want; attempt++) {
+          if (attempt > 0) await sleep(20)
+          count = await remote.subscribers(key)
+        }
+        if (count !== want) fail(`the other process has ${count} subscribers of ${key}, expected ${want}`)
+      }
     }
     for (const key of ROOM_KEYS) await this.checkPresence(key)
   }
@@ -499,6 +605,7 @@ export class TopicsModel {
       const said = `${String(client.server.serverCloseCode)} ${String(client.server.serverCloseReason)}`
       const known = said === '1008 send buffer full' || (said === '1012 missed messages' && this.broker.blip !== undefined)
       if (!known) fail(`client ${client.n} was closed by the server with ${said}`)
+      if (client.remote && !said.startsWith('1012')) fail(`client ${client.n} of the other process was closed with ${said}`)
       if (said.startsWith('1008') && !client.slow) fail(`client ${client.n} on the default limits was cut for its send buffer`)
       client.cut = { code: client.server.serverCloseCode as number, reason: client.server.serverCloseReason as string }
       if (client.cut.code === 1008) stats.cut++
@@ -526,7 +633,7 @@ export class TopicsModel {
   async blip (): Promise<void> {
     const blip = this.broker.blip
     if (blip === undefined) return
-    const open = this.clients.find((c) => !c.closed)
+    const open = this.clients.find((c) => !c.closed && !c.remote)
     const done = await blip(async () => {
       await rejectsWith(this.broker.nodes[0].rooms.publish('a', { type: 'said', key: 'a', text: 'down' }), 'FST_WS_BROKER_UNAVAILABLE', 'a publish while Redis is down')
       if (open !== undefined) {
