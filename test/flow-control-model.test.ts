@@ -18,7 +18,7 @@ import { runSettings } from './helpers/topics-model'
 const KiB = 1024
 // Frame headers, pongs and heartbeat answers written between two samples.
 const SLACK = 8 * KiB
-const { numRuns, seed, interruptAfterTimeLimit } = runSettings(20, 4242, 150_000)
+const { numRuns, seed, path, interruptAfterTimeLimit } = runSettings(20, 4242, 150_000)
 
 type Op =
   | { t: 'send', size: number }
@@ -279,14 +279,14 @@ async function runCase (limit: number, ops: Op[], end: 'server' | 'client'): Pro
   }
 }
 
-t.test('one connection: sends, slow and paused reading, heartbeats, pings and closes stay within the bounds and in order', async (t) => {
+t.test('one connection: sends, slow and paused reading, heartbeats, pings and closes stay within the bounds and in order', { timeout: interruptAfterTimeLimit + 60_000 }, async (t) => {
   t.comment(`${numRuns} runs, seed ${seed} (FC_SEED=${seed} FC_RUNS=${numRuns} to replay)`)
   await fc.assert(fc.asyncProperty(
     fc.constantFrom(32 * KiB, 64 * KiB, 256 * KiB),
     fc.array(op, { minLength: 1, maxLength: 25, size: 'max' }),
     ending,
     runCase
-  ), { numRuns, seed, timeout: 30_000, interruptAfterTimeLimit, markInterruptAsFailure: false })
+  ), { numRuns, seed, path, timeout: 30_000, interruptAfterTimeLimit, markInterruptAsFailure: false })
   t.comment(`exercised: ${JSON.stringify(seen)}`)
   t.ok(seen.runs > 0)
 })

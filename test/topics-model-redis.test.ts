@@ -18,7 +18,7 @@ import { sleep, until } from './helpers/server'
 import { childEnv } from './helpers/child'
 import { TopicsModel, opArbitrary, runSettings, startModelNode, stats, type ModelNode, type RemoteNode } from './helpers/topics-model'
 
-const { numRuns, seed, interruptAfterTimeLimit } = runSettings(12, 8128, 240_000)
+const { numRuns, seed, path, interruptAfterTimeLimit } = runSettings(12, 8128, 240_000)
 // Generous for a loaded machine; each blip waits about this long twice.
 const BROKER_TIMEOUT = 1500
 
@@ -64,7 +64,7 @@ async function startChild (t: Test): Promise<ChildProcess> {
   return child
 }
 
-t.test('topics on Redis, three nodes (one in another process), follow the model', async (t) => {
+t.test('topics on Redis, three nodes (one in another process), follow the model', { timeout: interruptAfterTimeLimit + 60_000 }, async (t) => {
   const redis = await startRedis(t)
   const child = await startChild(t)
   const admin = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 })
@@ -165,7 +165,7 @@ t.test('topics on Redis, three nodes (one in another process), follow the model'
         for (const node of nodes) await node.app.close()
         for (const client of clients) client.disconnect()
       }
-    }), { numRuns, seed, timeout: 30_000, interruptAfterTimeLimit, markInterruptAsFailure: false })
+    }), { numRuns, seed, path, timeout: 30_000, interruptAfterTimeLimit, markInterruptAsFailure: false })
   t.ok(runs >= 1, `${runs} runs`)
   t.comment(`exercised: ${JSON.stringify(stats)}`)
 })

@@ -7,9 +7,9 @@ import { MemoryBroker } from '../plugin/memory-broker'
 import { INBOX_TTL, TopicsModel, opArbitrary, runSettings, startModelNode, stats } from './helpers/topics-model'
 import { sleep } from './helpers/server'
 
-const { numRuns, seed, interruptAfterTimeLimit } = runSettings(25, 20261203, 120_000)
+const { numRuns, seed, path, interruptAfterTimeLimit } = runSettings(25, 20261203, 120_000)
 
-t.test('topics on the in-memory broker follow the model', async (t) => {
+t.test('topics on the in-memory broker follow the model', { timeout: interruptAfterTimeLimit + 60_000 }, async (t) => {
   t.comment(`${numRuns} runs, seed ${seed} (FC_SEED=${seed} FC_RUNS=${numRuns} to replay)`)
   let runs = 0
   await fc.assert(fc.asyncProperty(
@@ -41,7 +41,7 @@ t.test('topics on the in-memory broker follow the model', async (t) => {
         model.destroy()
         await node.app.close()
       }
-    }), { numRuns, seed, timeout: 30_000, interruptAfterTimeLimit, markInterruptAsFailure: false })
+    }), { numRuns, seed, path, timeout: 30_000, interruptAfterTimeLimit, markInterruptAsFailure: false })
   t.ok(runs >= 1, `${runs} runs`)
   t.comment(`exercised: ${JSON.stringify(stats)}`)
 })
