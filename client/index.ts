@@ -5,11 +5,39 @@
 /** The static type of a TypeBox schema, `unknown` for anything else. */
 export type StaticOf<S> = S extends { static: unknown } ? (S & { params: [] })['static'] : unknown
 
-/** The object a route spreads into its `websocket` option: `{ inbound, outbound }`. */
+/** One method of `requests` or `clientRequests`: schemas of its params, result and app errors. */
+export interface RequestSchema {
+  params?: object | undefined
+  result?: object | undefined
+  errors?: Record<string, object> | undefined
+}
+
+/** The object a route spreads into its `websocket` option: `{ inbound, outbound, requests?, clientRequests? }`. */
 export interface Contract {
   inbound?: object
   outbound?: object
+  requests?: Record<string, RequestSchema> | undefined
+  clientRequests?: Record<string, RequestSchema> | undefined
 }
+
+/** The methods the client may call (the contract's `requests`). */
+export type RequestsOf<C extends Contract> = C extends { requests: infer R } ? R : Record<never, never>
+/** The methods the server may call on the client (the contract's `clientRequests`). */
+export type ClientRequestsOf<C extends Contract> = C extends { clientRequests: infer R } ? R : Record<never, never>
+/** What a method takes: its `params` schema's type, else `undefined`. */
+export type ParamsOf<M> = M extends { params: infer S } ? StaticOf<S> : undefined
+/** What a method answers: its `result` schema's type, else any JSON value. */
+export type ResultOf<M> = M extends { result: infer S } ? StaticOf<S> : unknown
+/** A method's app errors: the type of each one's `data`, by name. */
+export type ErrorsOf<M> = M extends { errors: infer E } ? { [N in keyof E & string]: StaticOf<E[N]> } : Record<never, never>
+/** The errors a call of `method` on contract `C` may be answered with, narrowed by `name`: `CallError<typeof chat, 'join'>`. */
+export type CallError<C extends Contract, M extends keyof RequestsOf<C>> = RemoteErrorOf<RequestsOf<C>[M]>
+/** A call's arguments: the params (optional for a method that takes none), then the options. */
+export type CallArgs<Params, Options> = [Params] extends [undefined] ? [params?: undefined, options?: Options] : [params: Params, options?: Options]
+/** The errors a call of method `M` may be answered with, narrowed by `name`. */
+export type RemoteErrorOf<M> =
+  | { [N in keyof ErrorsOf<M> & string]: RemoteError & { readonly name: N, readonly data: ErrorsOf<M>[N] } }[keyof ErrorsOf<M> & string]
+  | (RemoteError & { readonly name: 'RemoteError' })
 
 export type InboundOf<C extends Contract> = C extends { inbound: infer S } ? StaticOf<S> : unknown
 export type OutboundOf<C extends Contract> = C extends { outbound: infer S } ? StaticOf<S> : unknown
@@ -35,8 +63,11 @@ export interface StateInfo {
 }
 
 export interface Refusal {
+  /** The status of the server's answer to a plain GET; 0 when the browser hid it (see `reason`). */
   status: number
   body: string
+  /** With status 0: why the client concluded that the server refuses this page. */
+  reason?: string | undefined
 }
 
 type QueryValue = string | number | boolean | null | undefined
@@ -44,20 +75,20 @@ export type Query = Record<string, QueryValue>
 
 export interface HeartbeatOptions {
   /** Milliseconds between heartbeats. Default 10000. */
-  interval?: number
+  interval?: number | undefined
   /** Milliseconds to wait for the answer before reconnecting. Default 5000. */
-  timeout?: number
+  timeout?: number | undefined
 }
 
 export interface ReconnectOptions {
   /** Upper bound of the first delay in ms. Default 500. */
-  initialDelay?: number
+  initialDelay?: number | undefined
   /** Largest delay in ms. Default 30000. */
-  maxDelay?: number
+  maxDelay?: number | undefined
   /** Growth of the bound per attempt. Default 2. */
-  factor?: number
+  factor?: number | undefined
   /** Give up (state `closed`) after this many attempts in a row. Default Infinity. */
-  maxAttempts?: number
+  maxAttempts?: number | undefined
 }
 
 /** The parts of the WHATWG WebSocket the client uses (browsers, Node 22+, undici, ws). */
@@ -75,37 +106,54 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 
 export interface ClientOptions<C extends Contract = Contract, Tag extends string = 'type'> {
   /** The WebSocket class: default the global one; in Node 20 pass `ws`'s (any WHATWG-style WebSocket class). */
-  WebSocket?: WebSocketConstructor | (new (...args: never[]) => object)
+  WebSocket?: WebSocketConstructor | (new (...args: never[]) => object) | undefined
   /** Added to the URL's query string; a function is called before every attempt. */
-  query?: Query | ((client: Client<C, Tag>) => Query)
+  query?: Query | ((client: Client<C, Tag>) => Query) | undefined
+  /**
+   * Node only: headers sent with every attempt's upgrade and refusal probe, e.g. `{ authorization: 'Bearer …' }`;
+   * a function is called before every attempt. Works with `ws` and Node 22's global WebSocket. A browser's
+   * WebSocket cannot send headers: there, pass a token in `query`, a cookie, or `protocols`.
+   */
+  headers?: Record<string, string> | ((client: Client<C, Tag>) => Record<string, string>) | undefined
   /** Subprotocols to offer; a function is called before every attempt. */
-  protocols?: string | string[] | ((client: Client<C, Tag>) => string | string[] | undefined)
+  protocols?: string | string[] | ((client: Client<C, Tag>) => string | string[] | undefined) | undefined
   /** The discriminator of the outbound union that `on(tag)` matches. Default `'type'`. */
-  tag?: Tag
+  tag?: Tag | undefined
   /** Reconnect settings, or `false` never to reconnect. */
-  reconnect?: ReconnectOptions | false
+  reconnect?: ReconnectOptions | false | undefined
   /** Close codes after which the client does not reconnect (besides 1002, 1003, 1007–1010). */
-  noReconnect?: number[]
+  noReconnect?: number[] | undefined
   /** Send a heartbeat (needs `heartbeat: true` on the route). Default off; `true` = 10 s / 5 s. */
-  heartbeat?: HeartbeatOptions | boolean
+  heartbeat?: HeartbeatOptions | boolean | undefined
   /** Bounds of the queue of sends made while not open. Default 1000 messages, 1 MiB. */
-  maxQueue?: { messages?: number, bytes?: number }
+  maxQueue?: { messages?: number | undefined, bytes?: number | undefined } | undefined
   /** Default timeout of `request()` in ms. Default 10000. */
-  requestTimeout?: number
+  requestTimeout?: number | undefined
   /** The integer field holding a topic offset; the client keeps the highest seen per key. */
-  offsetField?: string
+  offsetField?: string | undefined
   /** The key a message's offset belongs to. Default: one key, `''`. */
-  offsetKey?: (msg: OutboundOf<C>) => string
-  /** Check server messages against `outbound` with TypeBox (loaded on demand). Default `false`. */
-  validate?: boolean
+  offsetKey?: ((msg: OutboundOf<C>) => string) | undefined
+  /**
+   * Check server messages against `outbound`, call results against their `result` schema and the
+   * server's requests against their `params` schema, with TypeBox (loaded on demand). Default `false`.
+   */
+  validate?: boolean | undefined
   /** How long the refusal probe (a plain GET) may take, in ms. Default 10000. */
-  probeTimeout?: number
+  probeTimeout?: number | undefined
 }
 
 export interface RequestOptions {
   /** Milliseconds to wait for the answer; default the client's `requestTimeout`. */
-  timeout?: number
-  signal?: AbortSignal
+  timeout?: number | undefined
+  signal?: AbortSignal | undefined
+}
+
+/** What a `handle()` function receives besides the params. */
+export interface HandleContext {
+  readonly id: string | number
+  readonly method: string
+  /** Aborts when the server cancels the request or the connection is lost. */
+  readonly signal: AbortSignal
 }
 
 class ClientError extends Error {
@@ -146,6 +194,23 @@ export class AbortError extends ClientError {
   }
 }
 
+/**
+ * The error answer of a call: `code` and `message` as the server sent them, and for an
+ * app error the route declares, its `name` and `data` (`name` is `'RemoteError'` otherwise).
+ * Throw one from a `handle()` function to answer the server with that code, message and data.
+ * @example if (client.isRemoteError(err, 'join') && err.name === 'room_full') show(err.data.capacity)
+ */
+export class RemoteError extends Error {
+  readonly code: number
+  readonly data: unknown
+  constructor (code: number, message: string, data?: unknown, name?: string) {
+    super(message)
+    this.name = name ?? 'RemoteError'
+    this.code = code
+    this.data = data
+  }
+}
+
 /** A server message that is not JSON or fails `outbound` (`validate: true`); given to `on('invalidMessage')`. */
 export class InvalidServerMessageError extends ClientError {
   readonly data: string
@@ -179,11 +244,20 @@ interface Pending {
   cleanup (): void
 }
 
+interface ProbeInit { signal: AbortSignal, cache: string, credentials: string, mode?: string, headers?: Record<string, string> }
+
 interface Globals {
   WebSocket?: WebSocketConstructor
   location?: { href: string }
-  fetch?: (url: string, init: { signal: AbortSignal, cache: string, credentials: string }) => Promise<{ status: number, text (): Promise<string> }>
+  fetch?: (url: string, init: ProbeInit) => Promise<{ status: number, text (): Promise<string> }>
+  process?: { versions?: { node?: string } }
 }
+
+// Attempts in a row that a browser's CORS rules hid the refusal of, before the client says so.
+const HIDDEN_REFUSALS = 3
+// While a retry waits longer than two of these, the client asks once per interval whether the
+// server answers plain requests again, and then tries within one interval instead.
+const WATCH_INTERVAL = 1000
 
 function utf8Length (text: string): number {
   let bytes = text.length
@@ -231,14 +305,29 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   #probe: AbortController | undefined = undefined
   // Request ids are `<prefix>-<n>`: the prefix keeps two clients in one page or process apart.
   readonly #requestPrefix = requestPrefix() + '-'
+  #watchTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  #watch: AbortController | undefined = undefined
   #requestSeq = 0
+  // Attempts in a row that failed before open while the server answered plain requests, from another origin.
+  #hiddenRefusals = 0
+  // Call ids: a random prefix per client, then a counter (JSON-RPC answers are matched by them).
+  readonly #callPrefix = requestPrefix() + '.'
+  #callSeq = 0
+  readonly #handlers = new Map<string, (params: unknown, context: HandleContext) => unknown>()
+  // The server's requests being handled: their signals, and the socket each came on.
+  readonly #serving = new Map<string | number, { controller: AbortController, socket: WebSocketLike }>()
   #check: ((value: unknown) => string | undefined) | undefined = undefined
+  // With validate: true, `requests.<method>` checks a call's result, `clientRequests.<method>` a server request's params.
+  readonly #rpcChecks = new Map<string, (value: unknown) => string | undefined>()
 
   constructor (contract: C, url: string | URL, options: ClientOptions<C, Tag> = {}) {
     const globals = globalThis as Globals
     const WebSocket = (options.WebSocket ?? globals.WebSocket) as WebSocketConstructor | undefined
     if (typeof WebSocket !== 'function') {
       throw new TypeError('No global WebSocket: pass one, e.g. connect(contract, url, { WebSocket }) with `ws`')
+    }
+    if (options.headers !== undefined && typeof globals.process?.versions?.node !== 'string') {
+      throw new TypeError('headers: a browser\'s WebSocket cannot send headers; pass the token in query, a cookie, or protocols')
     }
     this.#WebSocket = WebSocket
     this.#options = options
@@ -260,13 +349,22 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   }
 
   async #loadValidator (contract: C): Promise<void> {
-    if (contract.outbound === undefined) return
+    if (contract.outbound === undefined && contract.requests === undefined && contract.clientRequests === undefined) return
     const { Value } = await import('@sinclair/typebox/value')
-    const schema = contract.outbound as Parameters<typeof Value.Check>[0]
-    this.#check = (value) => {
-      if (Value.Check(schema, value)) return undefined
-      const first = Value.Errors(schema, value).First()
-      return first === undefined ? 'does not match outbound' : `${first.path || '/'} ${first.message}`
+    type Schema = Parameters<typeof Value.Check>[0]
+    const checkOf = (schema: object, what: string) => (value: unknown): string | undefined => {
+      if (Value.Check(schema as Schema, value)) return undefined
+      const first = Value.Errors(schema as Schema, value).First()
+      return first === undefined ? `does not match ${what}` : `${first.path || '/'} ${first.message}`
+    }
+    if (contract.outbound !== undefined) this.#check = checkOf(contract.outbound, 'outbound')
+    // Call results and the params of the server's requests, by method.
+    for (const [list, key] of [['requests', 'result'], ['clientRequests', 'params']] as const) {
+      const methods = contract[list] ?? {}
+      for (const [name, method] of Object.entries(methods)) {
+        const schema = method[key]
+        if (schema !== undefined) this.#rpcChecks.set(`${list}.${name}`, checkOf(schema, `the ${key} schema of ${name}`))
+      }
     }
   }
 
@@ -313,6 +411,145 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
         settle(err as Error)
       }
     })
+  }
+
+  /**
+   * Calls one of the route's `requests` (JSON-RPC 2.0) and resolves with its result. Waits in the
+   * offline queue while reconnecting; a call whose connection is lost after it went out rejects
+   * with `ConnectionClosedError` and is never sent again. Rejects with `RemoteError`,
+   * `TimeoutError`, `ConnectionClosedError` or `AbortError`; a timeout or an abort sends the cancellation.
+   * @example const said = await client.call('history', { room: 'lobby' }, { timeout: 5_000 })
+   */
+  call<M extends keyof RequestsOf<C> & string> (method: M, ...[params, options = {}]: CallArgs<ParamsOf<RequestsOf<C>[M]>, RequestOptions>): Promise<ResultOf<RequestsOf<C>[M]>> {
+    const { signal } = options
+    if (signal?.aborted === true) return Promise.reject(new AbortError(`call of ${method} aborted`, signal.reason))
+    const id = `${this.#callPrefix}${++this.#callSeq}`
+    const text = params === undefined
+      ? JSON.stringify({ jsonrpc: '2.0', id, method })
+      : JSON.stringify({ jsonrpc: '2.0', id, method, params })
+    const timeout = options.timeout ?? this.#options.requestTimeout ?? 10_000
+    return new Promise((resolve, reject) => {
+      const giveUp = (err: Error): void => {
+        const entry = this.#pending.get(id)
+        if (entry === undefined) return
+        const socket = this.#socket
+        if (entry.sentOn !== undefined && entry.sentOn === socket && socket.readyState === OPEN) {
+          socket.send(JSON.stringify({ jsonrpc: '2.0', method: '$/cancelRequest', params: { id } }))
+        } else if (entry.sentOn === undefined) {
+          this.#unqueue(id)
+        }
+        settle(err)
+      }
+      const onAbort = (): void => giveUp(new AbortError(`call of ${method} aborted`, signal?.reason))
+      const settle = (err: Error | undefined, answer?: Record<string, unknown>): void => {
+        const entry = this.#pending.get(id)
+        if (entry === undefined) return
+        this.#pending.delete(id)
+        entry.cleanup()
+        if (err !== undefined) return reject(err)
+        const error = (answer as Record<string, unknown>).error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
+        if (error !== undefined && error !== null && typeof error === 'object') {
+          reject(new RemoteError(typeof error.code === 'number' ? error.code : -32603, typeof error.message === 'string' ? error.message : 'Remote error',
+            error.data, typeof error.name === 'string' ? error.name : undefined))
+        } else {
+          const result = (answer as Record<string, unknown>).result
+          const problem = this.#rpcChecks.get(`requests.${method}`)?.(result)
+          if (problem === undefined) resolve(result as ResultOf<RequestsOf<C>[M]>)
+          else reject(new InvalidServerMessageError(`the result of ${method} does not match its schema: ${problem}`, JSON.stringify(answer)))
+        }
+      }
+      const entry: Pending = {
+        resolve: (answer) => settle(undefined, answer as Record<string, unknown>),
+        reject: (err) => settle(err),
+        timer: setTimeout(() => giveUp(new TimeoutError(`no answer to ${method} within ${timeout} ms`)), timeout),
+        sentOn: undefined,
+        cleanup: () => {
+          clearTimeout(entry.timer)
+          signal?.removeEventListener('abort', onAbort)
+        }
+      }
+      this.#pending.set(id, entry)
+      signal?.addEventListener('abort', onAbort)
+      try {
+        this.#write(text, id)
+      } catch (err) {
+        settle(err as Error)
+      }
+    })
+  }
+
+  /**
+   * Narrows a call's rejection to the errors of `method`: then `err.name` tells which app
+   * error it is, and `err.data` has that error's type.
+   * @example catch (err) { if (client.isRemoteError(err, 'join') && err.name === 'room_full') show(err.data.capacity) }
+   */
+  isRemoteError<M extends keyof RequestsOf<C> & string> (err: unknown, _method: M): err is RemoteErrorOf<RequestsOf<C>[M]> {
+    return err instanceof RemoteError
+  }
+
+  /**
+   * Answers the server's `socket.call(method)` (the contract's `clientRequests`). A thrown
+   * `RemoteError` is answered with its code, message and data; anything else with -32603.
+   * A method without a handler is answered -32601. Returns a function that removes the handler.
+   * @example client.handle('confirm', async ({ question }) => window.confirm(question))
+   */
+  handle<M extends keyof ClientRequestsOf<C> & string> (method: M,
+    fn: (params: ParamsOf<ClientRequestsOf<C>[M]>, context: HandleContext) => ResultOf<ClientRequestsOf<C>[M]> | Promise<ResultOf<ClientRequestsOf<C>[M]>>): () => void {
+    const handler = fn as (params: unknown, context: HandleContext) => unknown
+    this.#handlers.set(method, handler)
+    return () => { if (this.#handlers.get(method) === handler) this.#handlers.delete(method) }
+  }
+
+  /** A queued call that gave up before it went out: it never will. */
+  #unqueue (id: string): void {
+    const queue = this.#queue
+    for (let i = 1; i < queue.length; i += 2) {
+      if (queue[i] !== id) continue
+      this.#queuedBytes -= utf8Length(queue[i - 1] as string)
+      queue.splice(i - 1, 2)
+      return
+    }
+  }
+
+  /** A JSON-RPC message from the server: an answer to a call, a request, or a cancellation. */
+  #rpc (msg: Record<string, unknown>): void {
+    const { id, method } = msg
+    if (typeof method !== 'string') {
+      if (typeof id === 'string') this.#pending.get(id)?.resolve(msg)
+      return
+    }
+    if (method === '$/cancelRequest') {
+      const target = (msg.params as { id?: unknown } | undefined)?.id
+      if (typeof target === 'string' || typeof target === 'number') this.#serving.get(target)?.controller.abort(new Error('Request cancelled'))
+      return
+    }
+    if (typeof id !== 'string' && typeof id !== 'number') return
+    const socket = this.#socket as WebSocketLike
+    const answer = (body: Record<string, unknown>): void => {
+      const serving = this.#serving.get(id)
+      if (serving?.socket !== socket) return
+      this.#serving.delete(id)
+      // Answers go only on the connection the request came on.
+      if (this.#socket === socket && socket.readyState === OPEN) socket.send(JSON.stringify({ jsonrpc: '2.0', id, ...body }))
+    }
+    const handler = this.#handlers.get(method)
+    const controller = new AbortController()
+    this.#serving.set(id, { controller, socket })
+    if (handler === undefined) return answer({ error: { code: -32601, message: `Method not found: ${method}` } })
+    const problem = this.#rpcChecks.get(`clientRequests.${method}`)?.(msg.params)
+    if (problem !== undefined) return answer({ error: { code: -32602, message: `Invalid params: ${problem}` } })
+    const failed = (err: unknown): void => answer({
+      error: err instanceof RemoteError
+        ? { code: err.code, message: err.message, ...(err.data === undefined ? {} : { data: err.data }) }
+        : { code: -32603, message: 'Internal error' }
+    })
+    let result: unknown
+    try {
+      result = handler(msg.params, { id, method, signal: controller.signal })
+    } catch (err) {
+      return failed(err)
+    }
+    Promise.resolve(result).then((value) => answer({ result: value ?? null }), failed)
   }
 
   /** Listens for the connection's state. Returns a function that removes the listener. */
@@ -382,6 +619,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   }
 
   #open (): void {
+    this.#stopWatching()
     this.attempt++
     const options = this.#options
     const url = new URL(this.#url)
@@ -390,9 +628,10 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       if (value !== undefined && value !== null) url.searchParams.set(name, String(value))
     }
     const protocols = typeof options.protocols === 'function' ? options.protocols(this) : options.protocols
+    const headers = typeof options.headers === 'function' ? options.headers(this) : options.headers
     let socket: WebSocketLike
     try {
-      socket = protocols === undefined ? new this.#WebSocket(url.href) : new this.#WebSocket(url.href, protocols)
+      socket = this.#create(url.href, protocols, headers)
     } catch (err) {
       // A malformed URL or subprotocol: retrying cannot fix it.
       this.closeReason = (err as Error).message
@@ -405,14 +644,17 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     socket.onopen = () => {
       opened = true
       this.attempt = 0
+      this.#hiddenRefusals = 0
       this.refusal = undefined
       // What waited goes first, before anything sent once the state says open.
       const queue = this.#queue
       this.#queue = []
       this.#queuedBytes = 0
       for (let i = 0; i < queue.length; i += 2) {
-        socket.send(queue[i])
-        const pending = queue[i + 1] === '' ? undefined : this.#pending.get(queue[i + 1])
+        // The queue holds pairs: a message's text, then its request id or ''.
+        socket.send(queue[i] as string)
+        const id = queue[i + 1] as string
+        const pending = id === '' ? undefined : this.#pending.get(id)
         if (pending !== undefined) pending.sentOn = socket
       }
       this.#startHeartbeat()
@@ -424,16 +666,29 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       if (!opened) {
         // Only the last connection that opened sets closeCode; a failed attempt says 1006 only.
         this.#detach()
-        this.#failedBeforeOpen(url.href)
+        this.#failedBeforeOpen(url.href, headers)
         return
       }
       this.closeCode = event.code
       this.closeReason = event.reason
+      if (event.code === 1007 && this.#heartbeatSentAt !== 0 && /JSON/.test(event.reason)) {
+        // The route parsed the heartbeat (an empty text message) as a message.
+        this.closeReason = `${event.reason} (the route does not answer heartbeats: set heartbeat: true on it, or turn the client's heartbeat off)`
+      }
       this.#detach()
       this.#lost(event.code)
     }
     if (this.state === 'reconnecting' || this.attempt > 1) return
     this.#setState('connecting')
+  }
+
+  /** A WebSocket for one attempt; with headers, in the form its class takes them. */
+  #create (href: string, protocols: string | string[] | undefined, headers: Record<string, string> | undefined): WebSocketLike {
+    const WebSocket = this.#WebSocket as unknown as new (...args: unknown[]) => WebSocketLike
+    if (headers === undefined) return protocols === undefined ? new WebSocket(href) : new WebSocket(href, protocols)
+    // `ws` takes (url, protocols, options); undici's (Node's global) takes (url, { protocols, headers }).
+    if (typeof (WebSocket.prototype as { ping?: unknown }).ping === 'function') return new WebSocket(href, protocols ?? [], { headers })
+    return new WebSocket(href, protocols === undefined ? { headers } : { protocols, headers })
   }
 
   #receive (data: unknown): void {
@@ -451,6 +706,10 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       msg = JSON.parse(data)
     } catch (err) {
       this.#emit('invalidMessage', new InvalidServerMessageError(`a server message is not JSON: ${(err as Error).message}`, data))
+      return
+    }
+    if (msg !== null && typeof msg === 'object' && msg.jsonrpc === '2.0') {
+      this.#rpc(msg)
       return
     }
     if (this.#check !== undefined) {
@@ -514,6 +773,11 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       socket.onopen = socket.onmessage = socket.onclose = null
       // ws emits 'error' for a socket closed while connecting: keep a listener.
       socket.onerror = () => {}
+      for (const [id, serving] of this.#serving) {
+        if (serving.socket !== socket) continue
+        this.#serving.delete(id)
+        serving.controller.abort(new Error('The connection closed'))
+      }
       for (const [id, pending] of this.#pending) {
         if (pending.sentOn === socket) {
           pending.reject(new ConnectionClosedError(`the connection closed before request ${id} was answered`, this.closeCode, this.closeReason))
@@ -540,41 +804,113 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     }
     // Full jitter: anywhere between 0 and the exponential bound.
     const bound = Math.min(maxDelay, initialDelay * factor ** Math.max(0, this.attempt - 1))
+    const wait = Math.random() * bound
+    this.#schedule(wait)
+    if (wait > 2 * WATCH_INTERVAL) this.#watchServer(Date.now() + wait)
+    if (this.state !== 'reconnecting') this.#setState('reconnecting')
+  }
+
+  #schedule (wait: number): void {
+    clearTimeout(this.#retryTimer)
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined
       this.#open()
-    }, Math.random() * bound)
-    if (this.state !== 'reconnecting') this.#setState('reconnecting')
+    }, wait)
+  }
+
+  /**
+   * A long backoff outlives a short outage (a restart): until the attempt is due, a plain GET
+   * once per WATCH_INTERVAL tells when the server answers again, and the attempt is moved up.
+   */
+  #watchServer (due: number): void {
+    const globals = globalThis as Globals
+    const fetch = globals.fetch
+    if (fetch === undefined) return
+    const target = this.#url.replace(/^ws/, 'http')
+    const page = globals.location === undefined ? undefined : new URL(globals.location.href).origin
+    // From another origin only an opaque answer can be had: that it came at all.
+    const opaque = page !== undefined && new URL(target).origin !== page
+    this.#watchTimer = setTimeout(() => {
+      this.#watchTimer = undefined
+      const watch = this.#watch = new AbortController()
+      const timer = setTimeout(() => watch.abort(), WATCH_INTERVAL)
+      const init: ProbeInit = { signal: watch.signal, cache: 'no-store', credentials: 'same-origin' }
+      if (opaque) init.mode = 'no-cors'
+      const answered = (back: boolean): void => {
+        clearTimeout(timer)
+        if (this.#watch !== watch) return
+        this.#watch = undefined
+        if (this.#retryTimer === undefined) return
+        // Back (a proxy's 502 or 503 is not the server): try soon, spread over one interval.
+        if (back) this.#schedule(Math.random() * WATCH_INTERVAL)
+        else if (due - Date.now() > 2 * WATCH_INTERVAL) this.#watchServer(due)
+      }
+      fetch(target, init).then(async (response) => {
+        // read to the end, so that the connection is free again
+        await response.text().catch(() => '')
+        answered(opaque || response.status < 500)
+      }, () => answered(false))
+    }, WATCH_INTERVAL)
+  }
+
+  #stopWatching (): void {
+    clearTimeout(this.#watchTimer)
+    this.#watchTimer = undefined
+    this.#watch?.abort()
+    this.#watch = undefined
   }
 
   /**
    * The attempt closed before it opened: a browser shows only 1006. Fastify's hooks run
    * before the handshake checks, so a plain GET on the same URL learns their answer.
    */
-  #failedBeforeOpen (href: string): void {
-    const fetch = (globalThis as Globals).fetch
+  #failedBeforeOpen (href: string, headers: Record<string, string> | undefined): void {
+    const globals = globalThis as Globals
+    const fetch = globals.fetch
     if (fetch === undefined) return this.#retry()
     const probe = this.#probe = new AbortController()
     const timer = setTimeout(() => probe.abort(), this.#options.probeTimeout ?? 10_000)
-    const done = (refusal: Refusal | undefined): void => {
+    const target = href.replace(/^ws/, 'http')
+    const page = globals.location === undefined ? undefined : new URL(globals.location.href).origin
+    const crossOrigin = page !== undefined && new URL(target).origin !== page
+    const done = (refusal: Refusal | undefined, hidden = false): void => {
       clearTimeout(timer)
       if (this.#probe !== probe) return
       this.#probe = undefined
+      this.#hiddenRefusals = hidden ? this.#hiddenRefusals + 1 : 0
+      if (hidden && this.#hiddenRefusals >= HIDDEN_REFUSALS) {
+        // The same every time: the server answers plain requests but refuses this page's upgrade.
+        const reason = `the server refused the WebSocket ${this.#hiddenRefusals} times in a row while answering plain requests: ` +
+          `this page's origin (${page as string}) is most likely not allowed by the route's checkOrigin ` +
+          '(a 403 that the browser does not show to another origin); allow it in checkOrigin on the server'
+        refusal = { status: 0, body: '', reason }
+        this.closeReason = reason
+      }
       if (refusal === undefined) return this.#retry()
       this.refusal = refusal
       this.#finish('refused')
     }
-    fetch(href.replace(/^ws/, 'http'), { signal: probe.signal, cache: 'no-store', credentials: 'same-origin' }).then(async (response) => {
+    const init: ProbeInit = { signal: probe.signal, cache: 'no-store', credentials: 'same-origin' }
+    if (headers !== undefined) init.headers = headers
+    fetch(target, init).then(async (response) => {
       const { status } = response
       const body = await response.text().catch(() => '')
-      // 400 and 426 are what a plain GET gets once the hooks let it through; 5xx may pass.
-      done(status < 400 || status >= 500 || status === 400 || status === 426 ? undefined : { status, body })
-    }, () => done(undefined))
+      // 400 and 426 are what a plain GET gets once the hooks let it through: then only the
+      // upgrade's own checks refused it, and from another origin the origin check most likely.
+      if (status === 400 || status === 426) return done(undefined, crossOrigin)
+      // 5xx may pass.
+      done(status < 400 || status >= 500 ? undefined : { status, body })
+    }, () => {
+      if (!crossOrigin) return done(undefined)
+      // CORS hid the answer, or the network failed: an opaque (no-cors) request tells them apart.
+      fetch(target, { ...init, mode: 'no-cors' }).then(() => done(undefined, true), () => done(undefined))
+    })
   }
 
   #finish (state: 'closed' | 'refused'): void {
     clearTimeout(this.#retryTimer)
     this.#retryTimer = undefined
+    this.#stopWatching()
     this.#probe?.abort()
     this.#probe = undefined
     for (const [, pending] of this.#pending) {

@@ -37,7 +37,8 @@ export interface CodecSettings {
   schemas: Schemas
 }
 
-function compileValidator (settings: CodecSettings, which: 'inbound' | 'outbound', schema: object): ValidateFunction {
+/** Compiles one schema of a route; `which` names it in the error (`inbound`, `requests.join.params`…). */
+export function compileValidator (settings: Pick<CodecSettings, 'url' | 'ajv'>, which: string, schema: object): ValidateFunction {
   try {
     const ajv = settings.ajv()
     // The same schema may have been shared with app.addSchema(): use that copy.

@@ -6,12 +6,14 @@ import WebSocket from 'ws'
 import { CloseCode, truncateReason } from './close-codes'
 import type { Codec } from './codec'
 import { Fifo } from './fifo'
-import { WebSocketClosedError } from './errors'
+import { FST_WS_UNKNOWN_METHOD, WebSocketClosedError } from './errors'
 import { keepaliveNow, kKeepaliveClock, kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
 import type { ConnectionOptions, Handler, HandlerName } from './options'
 import { callHook, closeChannel, dropChannel, invalidMessageChannel, messageChannel, openChannel, rateLimitChannel } from './diagnostics'
 import { closeDetails, logsLifecycle, type CloseDetails, type ClosedBy, type WireCount } from './lifecycle-log'
 import { TokenBucket } from './rate-limit'
+import { closeCodeOf, keepSocket, receiverOf, replaceListener, senderIdle, socketOf, webSocketOf, wsListener } from './internals'
+import { kResumeRequests, RequestError, Taken, type CallOptions, type RequestEngine } from './requests'
 
 /** What a connection needs from its route, compiled once per route. */
 export interface RouteRuntime {
@@ -29,6 +31,8 @@ export interface RouteRuntime {
   registry: Registry
   /** The server-wide budget for queued outbound bytes (maxBufferedTotal). */
   budget: SendBudget
+  /** JSON-RPC: set when the route declares `requests` or `clientRequests`. */
+  requests: RequestEngine | undefined
 }
 
 /** Where open connections are tracked (`app.websocketClients`) and shutdown waits. */
@@ -57,10 +61,6 @@ const HEARTBEAT_BYTES = 2
 // request, promise), for the maxBufferedAmount check.
 const MESSAGE_COST = 512
 
-// What sendFrame reads of ws's Sender (ws 8): its state (0 = idle, not
-// compressing or reading a Blob), its queue, and whether a fragmented message is under way.
-interface SenderState { _state: number, _queue: unknown[], _firstFragment: boolean }
-
 // sendFrame's ticks: the first frame of a tick for a socket is written at once
 // (one write, as a lone message needs anyway); the socket is corked for any
 // further frames of the same tick, and every corked socket is uncorked in one
@@ -81,14 +81,6 @@ function endFrameTick (): void {
 
 type Payload = string | Buffer | ArrayBufferView | ArrayBuffer
 
-/** The close code ws attached to a receiver error (under a symbol it does not export). */
-function statusCodeOf (err: Error): number {
-  for (const key of Object.getOwnPropertySymbols(err)) {
-    if (key.description === 'status-code') return (err as unknown as Record<symbol, number>)[key]
-  }
-  return CloseCode.ProtocolError
-}
-
 function noop (): void {}
 
 function isThenable (value: unknown): value is PromiseLike<unknown> {
@@ -108,35 +100,8 @@ function capture (resolve: (value: void) => void, reject: (reason: unknown) => v
 const kConnection = Symbol('fastify-typed-websocket.connection')
 type Tagged = { [kConnection]: WebSocketConnection }
 
-// ws's receiver points at its WebSocket under a symbol ws does not export;
-// found on the first receiver, as are ws's own receiver listeners.
-let kWebSocket: symbol = Symbol('unknown')
-type ReceiverListener = (this: EventEmitter, data: unknown, isBinary?: boolean) => void
-type ReceiverEvent = 'error' | 'message' | 'ping' | 'pong'
-const receiverEvents: ReceiverEvent[] = ['error', 'message', 'ping', 'pong']
-// null: this ws's receiver is not laid out as ws 8's.
-let wsReceiver: Record<ReceiverEvent, ReceiverListener> | null | undefined
-
-function findReceiverListeners (receiver: EventEmitter): Record<ReceiverEvent, ReceiverListener> | null {
-  const key = Object.getOwnPropertySymbols(receiver).find(k => k.description === 'websocket')
-  const found: Partial<Record<ReceiverEvent, ReceiverListener>> = {}
-  for (const name of receiverEvents) {
-    const listeners = receiver.listeners(name)
-    if (listeners.length !== 1 || key === undefined) return null
-    found[name] = listeners[0] as ReceiverListener
-  }
-  kWebSocket = key as symbol
-  return found as Record<ReceiverEvent, ReceiverListener>
-}
-
-/** Puts `ours` in the place of ws's listener: one function per event rather than an array. */
-function replaceListener (receiver: EventEmitter, name: ReceiverEvent, ours: ReceiverListener): void {
-  receiver.removeListener(name, (wsReceiver as Record<ReceiverEvent, ReceiverListener>)[name])
-  receiver.on(name, ours)
-}
-
 function connectionOf (receiver: EventEmitter): WebSocketConnection {
-  return ((receiver as unknown as Record<symbol, WebSocket>)[kWebSocket] as unknown as Tagged)[kConnection]
+  return (webSocketOf(receiver) as unknown as Tagged)[kConnection]
 }
 
 // A connection's state, in one small integer. The low two bits are the phase:
@@ -240,10 +205,10 @@ export class WebSocketConnection implements KeepaliveMember {
     // that run ours, then ws's, in ws's place: the WebSocket keeps two
     // listeners, as few as a bare ws app's (each one more makes its table of
     // listeners grow). ws answers pings itself: a ping listener only for a hook.
-    const receiver = (raw as unknown as { _receiver: EventEmitter })._receiver
-    if (wsReceiver === undefined) wsReceiver = findReceiverListeners(receiver)
-    // A ws whose receiver is not laid out as ws 8's: the WebSocket's own events.
-    if (wsReceiver === null) {
+    keepSocket(raw, socket)
+    const receiver = receiverOf(raw)
+    // A ws whose receiver is not laid out as expected: the WebSocket's own events.
+    if (receiver === undefined) {
       raw.on('message', WebSocketConnection.#receive)
       raw.on('ping', WebSocketConnection.#pinged)
       raw.on('pong', WebSocketConnection.#ponged)
@@ -259,18 +224,18 @@ export class WebSocketConnection implements KeepaliveMember {
 
   static #receivedMessage (this: EventEmitter, data: unknown, isBinary?: boolean): void {
     connectionOf(this).#onMessage(data as Buffer, isBinary as boolean)
-    ;(wsReceiver as Record<ReceiverEvent, ReceiverListener>).message.call(this, data, isBinary)
+    wsListener('message').call(this, data, isBinary)
   }
 
   static #receivedPing (this: EventEmitter, data: unknown): void {
     // ws answers with a pong first.
-    ;(wsReceiver as Record<ReceiverEvent, ReceiverListener>).ping.call(this, data)
+    wsListener('ping').call(this, data)
     connectionOf(this).#onControl('ping', data as Buffer)
   }
 
   static #receivedPong (this: EventEmitter, data: unknown): void {
     connectionOf(this).#onPong(data as Buffer)
-    ;(wsReceiver as Record<ReceiverEvent, ReceiverListener>).pong.call(this, data)
+    wsListener('pong').call(this, data)
   }
 
   get [kKeepaliveClock] (): KeepaliveClock | undefined {
@@ -319,14 +284,22 @@ export class WebSocketConnection implements KeepaliveMember {
   }
 
   static #errored (this: WebSocket, err: Error): void {
-    (this as unknown as Tagged)[kConnection].log.debug({ err }, 'websocket error')
+    const connection = (this as unknown as Tagged)[kConnection]
+    connection.log.debug({ err }, 'websocket error')
+    // Without the receiver's listeners ws has already closed for a protocol
+    // error, with the code and no reason: it was the server's close all the same.
+    if (connection.#close === undefined && typeof (err as Error & { code?: unknown }).code === 'string') {
+      connection.#flags |= Flag.Discard
+      connection.#queue = undefined
+      connection.#close = { serverCode: closeCodeOf(err), serverReason: '' }
+    }
   }
 
   static #brokeProtocol (this: EventEmitter, err: unknown): void {
     const error = err as Error
-    const code = statusCodeOf(error)
+    const code = closeCodeOf(error)
     connectionOf(this).fail(code, code === CloseCode.MessageTooBig ? 'message too big' : error.message)
-    ;(wsReceiver as Record<ReceiverEvent, ReceiverListener>).error.call(this, err)
+    wsListener('error').call(this, err)
   }
 
   get protocol (): string {
@@ -522,8 +495,7 @@ export class WebSocketConnection implements KeepaliveMember {
       socket.cork()
       corkedConnections.push(this)
     }
-    const sender = (raw as unknown as { _sender: SenderState })._sender
-    if (raw.extensions !== '' || sender._state !== 0 || sender._queue.length > 0 || !sender._firstFragment) {
+    if (raw.extensions !== '' || !senderIdle(raw)) {
       if ((flags & Flag.Behind) === 0) {
         raw.send(text, TEXT)
         return
@@ -542,9 +514,9 @@ export class WebSocketConnection implements KeepaliveMember {
     this.#route.budget.check()
   }
 
-  // ws's WebSocket keeps the net socket: not kept twice.
+  // ws's WebSocket keeps the net socket: not kept twice (see internals.ts).
   get #socket (): Writable {
-    return (this.raw as unknown as { _socket: Writable })._socket
+    return socketOf(this.raw)
   }
 
   static uncork (connection: WebSocketConnection): void {
@@ -780,6 +752,17 @@ export class WebSocketConnection implements KeepaliveMember {
     // A heartbeat that waited for the rate limit.
     if (data.length === 0 && !isBinary && route.options.heartbeat) return this.#answerHeartbeat()
     const message = route.handlers.message
+    // JSON-RPC (plugin/requests.ts): a request starts here, in message order, and
+    // runs beside what follows; at maxConcurrentRequests reading stops until one ends.
+    const requests = route.requests
+    if (requests !== undefined && !isBinary) {
+      const taken = requests.receive(this, data, message !== undefined)
+      if (taken === Taken.Full) {
+        this.#flags |= Flag.Busy
+        if ((this.#flags & Flag.Paused) === 0) this.#pause()
+      }
+      if (taken !== Taken.No) return
+    }
     if (message === undefined) {
       this.fail(CloseCode.UnsupportedData, 'this endpoint accepts no messages')
       return
@@ -803,6 +786,25 @@ export class WebSocketConnection implements KeepaliveMember {
       msg = data.toString()
     }
     this.#runHook('message', message, msg)
+  }
+
+  /** plugin/requests.ts: a connection that reached maxConcurrentRequests may read again. */
+  [kResumeRequests] (): void {
+    this.#drain()
+  }
+
+  /** A JSON-RPC request to the client, one of the route's `clientRequests` (plugin/requests.ts). */
+  // (Its result is typed by the route's clientRequests, in types/.)
+  call (method: string, params?: unknown, options?: CallOptions): Promise<never> {
+    const requests = this.#route.requests
+    if (requests === undefined) return Promise.reject(new FST_WS_UNKNOWN_METHOD(method))
+    return requests.call(this, method, params, options) as Promise<never>
+  }
+
+  /** The error a request handler throws to answer with one of its declared app errors. */
+  // (Typed by the method's errors, in types/.)
+  requestError (name: string, data?: unknown, message?: string): never {
+    return new RequestError(name, data, message) as never
   }
 
   #invalid (err: Error, text: string): void {
@@ -911,6 +913,7 @@ export class WebSocketConnection implements KeepaliveMember {
     })
     if ((this.#flags & Flag.LogsLifecycle) !== 0) this.log.info(details, 'websocket closed')
     if (closeChannel.hasSubscribers) closeChannel.publish({ socket: this, ...details })
+    route.requests?.closed(this)
     this.#finishIfGone()
   }
 

@@ -12,6 +12,11 @@ import { ClientRegistry } from './registry'
 import { compileRoutes, ConnectionCount, createRouteHook, type PluginState } from './route'
 import { TopicNode, type TopicOptions } from './topics'
 import { createUpgradeListener } from './upgrade'
+import { checkInternals } from './internals'
+import { watchPluginOrder } from './plugin-order'
+
+watchPluginOrder()
+import { RemoteError, RpcCode } from './requests'
 
 const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = function (fastify, opts, done) {
   // Fastify passes its own register options (prefix, logLevel...) along with ours.
@@ -25,6 +30,8 @@ const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = fu
   } catch (err) {
     return done(err as Error)
   }
+  // Which private parts of ws and Fastify the fast paths may use (each has a public fallback).
+  checkInternals(fastify.log)
   const topics = new TopicNode(broker as Broker)
   const registry = new ClientRegistry()
   const state: PluginState = {
@@ -92,3 +99,5 @@ Object.assign(fastifyTypedWebsocket, { default: fastifyTypedWebsocket })
 module.exports.fastifyTypedWebsocket = fastifyTypedWebsocket
 module.exports.WebSocketClosedError = WebSocketClosedError
 module.exports.CloseCode = CloseCode
+module.exports.RemoteError = RemoteError
+module.exports.RpcCode = RpcCode

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { CloseCode } from './close-codes'
+import { logControllerOf } from './internals'
 import type { ClosedBy, CloseDetails } from '../types'
 
 export type { ClosedBy, CloseDetails } from '../types'
@@ -34,25 +35,6 @@ export function closeDetails (
     bytesIn: traffic.bytesIn,
     bytesOut: traffic.bytesOut
   }
-}
-
-interface LogController { isLogDisabled (request: unknown): boolean }
-
-const controllers = new WeakMap<object, LogController | null>()
-
-// Fastify's log controller (5.8+) decides whether request lines are logged; it
-// is not exported, so it is found by its symbol's name, once per instance.
-function logControllerOf (instance: object): LogController | null {
-  let controller = controllers.get(instance)
-  if (controller !== undefined) return controller
-  controller = null
-  for (let o: object | null = instance; o !== null && controller === null; o = Object.getPrototypeOf(o) as object | null) {
-    for (const key of Object.getOwnPropertySymbols(o)) {
-      if (key.description === 'fastify.logController') controller = (o as Record<symbol, LogController>)[key]
-    }
-  }
-  controllers.set(instance, controller)
-  return controller
 }
 
 /**

@@ -24,6 +24,10 @@ export interface ConnectionOptions {
   /** Open connections allowed (plugin: in all, route: on it); unlimited when absent. */
   maxConnections: number | undefined
   rateLimit: RateLimit | undefined
+  /** Requests whose handlers may run at once on a connection; beyond it the socket stops reading. */
+  maxConcurrentRequests: number
+  /** Milliseconds a request's handler may take before its signal aborts and it is answered -32800. */
+  requestTimeout: number | undefined
 }
 
 export const defaults: Readonly<ConnectionOptions> = Object.freeze({
@@ -41,7 +45,9 @@ export const defaults: Readonly<ConnectionOptions> = Object.freeze({
   subprotocols: undefined,
   selectSubprotocol: undefined,
   maxConnections: undefined,
-  rateLimit: undefined
+  rateLimit: undefined,
+  maxConcurrentRequests: 16,
+  requestTimeout: undefined
 })
 
 const handlerNames = ['message', 'close', 'ping', 'pong', 'error', 'invalidMessage'] as const
@@ -49,12 +55,48 @@ export type HandlerName = typeof handlerNames[number]
 /** A user's hook, called with the Fastify instance as `this`. */
 export type Handler = (this: unknown, ...args: unknown[]) => unknown
 
-const routeOnly = new Set(['inbound', 'outbound', 'binary', 'http', ...handlerNames])
+const routeOnly = new Set(['inbound', 'outbound', 'binary', 'http', 'requests', 'clientRequests', 'handlers', ...handlerNames])
 
 type Input = Record<string, unknown>
 
 function fail (where: string, message: string): never {
   throw new FST_WS_INVALID_OPTION(where, message)
+}
+
+/** Edits (insert, delete, replace, swap two neighbours) from one name to another, case aside. */
+function distance (a: string, b: string): number {
+  a = a.toLowerCase()
+  b = b.toLowerCase()
+  const rows: number[][] = []
+  for (let i = 0; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row.push(j)
+        continue
+      }
+      const up = rows[i - 1] as number[]
+      let best = Math.min(up[j] as number + 1, row[j - 1] as number + 1, up[j - 1] as number + (a[i - 1] === b[j - 1] ? 0 : 1))
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, (rows[i - 2] as number[])[j - 2] as number + 1)
+      row.push(best)
+    }
+    rows.push(row)
+  }
+  return (rows[a.length] as number[])[b.length] as number
+}
+
+/** `unknown option "x"`, with the closest known name when one is near enough to be a typo. */
+function unknownOption (name: string, known: Iterable<string>): string {
+  let closest: string | undefined
+  let best = Math.max(2, Math.floor(name.length / 4)) + 1
+  for (const candidate of known) {
+    const d = distance(name, candidate)
+    if (d < best) {
+      best = d
+      closest = candidate
+    }
+  }
+  return `unknown option "${name}"` + (closest === undefined ? '' : `; did you mean "${closest}"?`)
 }
 
 function checkCount (where: string, name: string, value: unknown, min: number): number {
@@ -72,6 +114,8 @@ function checkOption (where: string, name: string, value: unknown): void {
     case 'closeTimeout':
     case 'maxBufferedAmount':
     case 'maxConnections':
+    case 'maxConcurrentRequests':
+    case 'requestTimeout':
       checkCount(where, name, value, 1)
       return
     case 'rateLimit':
@@ -106,6 +150,11 @@ function checkOption (where: string, name: string, value: unknown): void {
     case 'outbound':
       if (value === null || typeof value !== 'object') fail(where, `${name} must be a schema object`)
       return
+    case 'requests':
+    case 'clientRequests':
+    case 'handlers':
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(where, `${name} must be an object keyed by method name`)
+      return
     default:
       // selectSubprotocol, http and the lifecycle hooks
       if (typeof value !== 'function') fail(where, `${name} must be a function`)
@@ -129,7 +178,7 @@ function checkRateLimit (where: string, value: unknown): void {
   }
   const limit = value as Record<string, unknown>
   for (const key of Object.keys(limit)) {
-    if (!rateLimitKeys.has(key)) fail(where, `rateLimit: unknown option "${key}"`)
+    if (!rateLimitKeys.has(key)) fail(where, `rateLimit: ${unknownOption(key, rateLimitKeys)}`)
   }
   checkCount(where, 'rateLimit.messages', limit.messages, 1)
   if (limit.bytes !== undefined) checkCount(where, 'rateLimit.bytes', limit.bytes, 1)
@@ -140,6 +189,8 @@ function checkRateLimit (where: string, value: unknown): void {
 }
 
 const knownPluginOptions = new Set(Object.keys(defaults))
+// What a typo among the plugin's options may have meant: also the options index.ts takes first.
+const pluginOptionNames = [...knownPluginOptions, 'broker', 'maxBufferedTotal']
 
 // Resolved options whose pingTimeout was set explicitly rather than following pingInterval.
 const explicitPingTimeout = new WeakSet<ConnectionOptions>()
@@ -160,7 +211,7 @@ function mergeOptions (base: ConnectionOptions, input: Input, where: string, kno
     const value = input[name]
     if (value === undefined) continue
     if (name === 'maxBufferedTotal') fail(where, 'maxBufferedTotal is an option of the plugin, for the whole server, not of a route')
-    if (!known.has(name)) fail(where, `unknown option "${name}"`)
+    if (!known.has(name)) fail(where, unknownOption(name, known === knownPluginOptions ? pluginOptionNames : known))
     checkOption(where, name, value)
     if (name === 'rateLimit') {
       const { messages, bytes, interval, action } = value as RateLimit
@@ -194,6 +245,10 @@ export interface RouteSettings {
   /** The answer to a plain GET or HEAD without an upgrade. */
   http?: Handler
   handlers: Partial<Record<HandlerName, Handler>>
+  /** JSON-RPC methods the client may call, their handlers, and the methods the server may call. */
+  requests: Record<string, unknown> | undefined
+  requestHandlers: Record<string, unknown> | undefined
+  clientRequests: Record<string, unknown> | undefined
 }
 
 const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
@@ -201,7 +256,9 @@ const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
 /** Checks a route's `websocket` option (`true` or an object) and merges it over the plugin's options. */
 export function resolveRouteOptions (base: ConnectionOptions, input: unknown, url: string): RouteSettings {
   const where = `Route "${url}"`
-  if (input === true) return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {} }
+  if (input === true) {
+    return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {}, requests: undefined, requestHandlers: undefined, clientRequests: undefined }
+  }
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     fail(where, 'the websocket option must be true or an object')
   }
@@ -217,6 +274,9 @@ export function resolveRouteOptions (base: ConnectionOptions, input: unknown, ur
     outbound: route.outbound as object | undefined,
     binary: route.binary === true,
     http: route.http as Handler | undefined,
-    handlers
+    handlers,
+    requests: route.requests as Record<string, unknown> | undefined,
+    requestHandlers: route.handlers as Record<string, unknown> | undefined,
+    clientRequests: route.clientRequests as Record<string, unknown> | undefined
   }
 }

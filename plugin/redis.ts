@@ -119,6 +119,10 @@ class RedisBroker implements Broker {
     return reply[0]
   }
 
+  async latest (topic: BrokerTopic, key: string): Promise<number> {
+    return (await this.#state(this.#base(topic.name, key))).offset
+  }
+
   async subscribe (topic: BrokerTopic, key: string): Promise<number> {
     const base = this.#base(topic.name, key)
     const sub: Subscription = {

@@ -15,6 +15,10 @@ import type { KeepaliveClocks } from './keepalive'
 import type { ClientRegistry } from './registry'
 import type { SendBudget } from './budget'
 import { destroyOnError, pendingUpgrades } from './upgrade'
+import { markTaken } from './plugin-order'
+import { routeOutbound, type RouteOutbound } from './outbound-fit'
+import { compileMethods } from './request-methods'
+import { RequestEngine } from './requests'
 
 /** What the plugin shares between its hooks. */
 export interface PluginState {
@@ -54,6 +58,8 @@ interface CompiledRoute extends RouteRuntime {
   selectSubprotocol: SubprotocolSelector | undefined
   connections: ConnectionCount
   http: Handler | undefined
+  /** What topics check a subscriber's route against. */
+  outbound: RouteOutbound
 }
 
 export interface WebSocketRoute {
@@ -115,6 +121,7 @@ export function createRouteHook (state: PluginState) {
   return function onRoute (this: FastifyInstance, routeOptions: RouteOptions & { websocket?: unknown }): void {
     const input = routeOptions.websocket
     if (input === undefined || input === false) return
+    markTaken(routeOptions)
     const methods = methodsOf(routeOptions)
     const handler = routeOptions.handler as unknown
     // (A broken handler fails app.ready() on its GET route; its twin need not throw too.)
@@ -155,21 +162,42 @@ export function compileRoutes (state: PluginState): void {
       throw new FST_WS_INVALID_OPTION(`Route "${route.url}"`, 'the route handler (open) must be a function')
     }
     const schemas = route.instance.getSchemas()
+    const ajv = (): Ajv => {
+      let ajv = ajvs.get(route.instance)
+      if (ajv === undefined) {
+        ajv = createAjv(schemas)
+        ajvs.set(route.instance, ajv)
+      }
+      return ajv
+    }
     const codec = compileCodec({
       url: route.url,
       inbound: settings.inbound,
       outbound: settings.outbound,
       validateOutbound: options.validateOutbound,
       schemas,
-      ajv: () => {
-        let ajv = ajvs.get(route.instance)
-        if (ajv === undefined) {
-          ajv = createAjv(schemas)
-          ajvs.set(route.instance, ajv)
-        }
-        return ajv
-      }
+      ajv
     })
+    let requests: RequestEngine | undefined
+    if (settings.requests !== undefined || settings.clientRequests !== undefined || settings.requestHandlers !== undefined) {
+      const methods = compileMethods({
+        url: route.url,
+        requests: settings.requests,
+        handlers: settings.requestHandlers,
+        clientRequests: settings.clientRequests,
+        validateOutbound: options.validateOutbound,
+        ajv,
+        schemas
+      })
+      requests = new RequestEngine({
+        methods: methods.server,
+        clientMethods: methods.client,
+        maxConcurrentRequests: options.maxConcurrentRequests,
+        maxPendingBytes: options.maxPendingBytes ?? options.maxMessageSize,
+        requestTimeout: options.requestTimeout,
+        instance: route.instance
+      })
+    }
     const wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -195,12 +223,14 @@ export function compileRoutes (state: PluginState): void {
       instance: route.instance,
       registry: state.registry,
       budget: state.budget,
+      requests,
       wss,
       checkOrigin: compileOriginCheck(options.checkOrigin),
       subprotocols: options.subprotocols,
       selectSubprotocol: options.selectSubprotocol,
       connections: new ConnectionCount(options.maxConnections),
-      http: settings.http
+      http: settings.http,
+      outbound: { url: route.url, codec }
     }
     state.maxCloseTimeout = Math.max(state.maxCloseTimeout, options.closeTimeout)
   }
@@ -299,5 +329,6 @@ function opened (state: PluginState, compiled: CompiledRoute, request: FastifyRe
       onRoute.count--
     })
   }
+  routeOutbound.set(ws, compiled.outbound)
   new WebSocketConnection(ws, socket, request, compiled).start()
 }

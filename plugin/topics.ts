@@ -2,16 +2,16 @@ import { randomUUID } from 'node:crypto'
 import type { ErrorObject, ValidateFunction } from 'ajv'
 import fastJson from 'fast-json-stringify'
 import WebSocket from 'ws'
-// ws 8 exports its Sender at run time; @types/ws does not declare it.
-const { Sender } = require('ws') as { Sender: { frame (data: Buffer, options: object): Buffer[] } }
 import type { Broker, BrokerEntry, BrokerSink, BrokerTopic } from './broker'
 import { CloseCode } from './close-codes'
 import { publishChannel } from './diagnostics'
 import { createAjv, explainValidation } from './codec'
+import { buildFrame } from './internals'
 import type { WebSocketConnection } from './connection'
+import { exampleMessage, outboundRefusal, routeOutbound, type RouteOutbound } from './outbound-fit'
 import {
-  FST_WS_BROKER_UNAVAILABLE, FST_WS_DUPLICATE_TOPIC, FST_WS_INVALID_OPTION, FST_WS_INVALID_OUTBOUND,
-  FST_WS_INVALID_PRESENCE, WebSocketClosedError
+  FST_WS_DUPLICATE_TOPIC, FST_WS_INVALID_OPTION, FST_WS_INVALID_OUTBOUND,
+  FST_WS_INVALID_PRESENCE, FST_WS_OUTBOUND_CANNOT_HOLD, FST_WS_TOPIC_NOT_READY, WebSocketClosedError
 } from './errors'
 
 type Json = Record<string, unknown>
@@ -36,13 +36,6 @@ export interface TopicDescription {
   offsetField: string | undefined
 }
 
-const FRAME_OPTIONS = { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false }
-
-/** One text frame for every subscriber: header and payload (a JSON text, never empty) in one buffer. */
-export function buildFrame (data: string): Buffer {
-  return Buffer.concat(Sender.frame(Buffer.from(data), FRAME_OPTIONS))
-}
-
 /** A message on its way to a socket: its offset, text and the frame built once for all. */
 interface Delivery { offset: number, data: string, frame: Buffer }
 
@@ -60,6 +53,8 @@ class KeyState {
   early: BrokerEntry[] | undefined = []
   // Publishes of this node with `except` whose delivery has not passed by yet.
   exceptions: Exception[] | undefined = undefined
+  // Sockets that already hold the messages up to an offset this node has not received yet.
+  holding: Map<WebSocketConnection, number> | undefined = undefined
   ready: Promise<void>
   constructor (ready: (state: KeyState) => Promise<void>) {
     this.ready = ready(this)
@@ -68,7 +63,7 @@ class KeyState {
 
 // A publish of this node with `except`, until its delivery passes by: known by
 // its tag (unique to the publish) and, once the broker answered, by its offset.
-interface Exception { socket: WebSocketConnection, tag: string, offset: number | undefined }
+interface Exception { socket: WebSocketConnection, tag: string, offset: number | undefined, delivered: boolean }
 
 function dropException (state: KeyState, exception: Exception): void {
   const list = state.exceptions as Exception[]
@@ -77,15 +72,18 @@ function dropException (state: KeyState, exception: Exception): void {
   if (list.length === 0) state.exceptions = undefined
 }
 
-/** The socket a delivery must skip; exceptions it passed by are dropped. */
+/**
+ * The socket a delivery must skip. Each exception is dropped once: here when its
+ * delivery comes (by tag, or by offset once publish() knows it) or passed by
+ * untagged after publish() learnt its offset; otherwise by publish() itself.
+ */
 function exceptFor (state: KeyState, entry: BrokerEntry): WebSocketConnection | undefined {
   let skip: WebSocketConnection | undefined
   for (const exception of [...state.exceptions as Exception[]]) {
     if (exception.tag === entry.tag || exception.offset === entry.offset) {
       skip = exception.socket
-      // Matched by its tag before the offset is known: publish() drops it when it learns the offset.
-      if (exception.offset === undefined) exception.offset = entry.offset
-      else dropException(state, exception)
+      exception.delivered = true
+      dropException(state, exception)
     } else if (exception.offset !== undefined && exception.offset < entry.offset) {
       dropException(state, exception)
     }
@@ -115,6 +113,9 @@ export class Topic {
   readonly #keys = new Map<string, KeyState>()
   // Broker unsubscribes still under way, per key: a new first subscriber waits for it.
   readonly #leaving = new Map<string, Promise<void>>()
+  // A message of the topic (null: none found), and per route serializer why it cannot send it ('' when it can).
+  #example: { value: unknown } | null | undefined = undefined
+  readonly #refusals = new WeakMap<object, string>()
 
   constructor (node: TopicNode, name: string, options: TopicOptions, schemas: Json) {
     const where = `Topic "${name}"`
@@ -173,26 +174,27 @@ export class Topic {
       const text = this.#stringify({ ...(message as Json), [field]: 0 })
       body = text.slice(head.length + 1)
     }
-    const broker = this.#node.broker()
+    const broker = this.#node.broker(this.name, 'publish')
     const except = options?.except
     // Only a key with local subscribers has a delivery to skip on this node.
     const state = except === undefined ? undefined : this.#keys.get(key)
     let exception: Exception | undefined
     if (state !== undefined) {
-      exception = { socket: except as WebSocketConnection, tag: this.#node.tag(), offset: undefined }
+      exception = { socket: except as WebSocketConnection, tag: this.#node.tag(), offset: undefined, delivered: false }
       ;(state.exceptions ??= []).push(exception)
     }
     try {
       const offset = await broker.publish(this.settings, key, { head, body, tag: exception?.tag })
-      if (exception !== undefined) {
-        // Already delivered (the tag matched), or its delivery passed by untagged: nothing left to skip.
-        if (exception.offset !== undefined || (state as KeyState).offset >= offset) dropException(state as KeyState, exception)
+      if (exception !== undefined && !exception.delivered) {
+        // Its delivery passed by untagged (a broker that does not hand tags back): nothing left to skip.
+        if ((state as KeyState).offset >= offset) dropException(state as KeyState, exception)
         else exception.offset = offset
       }
       if (publishChannel.hasSubscribers) publishChannel.publish({ topic: this.name, key, offset, subscribers: this.subscribers(key).size })
       return { offset }
     } catch (err) {
-      if (exception !== undefined) dropException(state as KeyState, exception)
+      // (A publish can be delivered and still fail: Redis ran it, and its answer was lost.)
+      if (exception !== undefined && !exception.delivered) dropException(state as KeyState, exception)
       throw err
     }
   }
@@ -214,7 +216,8 @@ export class Topic {
       presence = JSON.stringify(options.presence)
     }
     if (socket.raw.readyState !== WebSocket.OPEN) throw new WebSocketClosedError('CLOSED')
-    const broker = this.#node.broker()
+    this.#checkOutbound(socket)
+    const broker = this.#node.broker(this.name, 'subscribe')
     const member = this.#node.member(socket)
     let state = this.#keys.get(key)
     const existing = state?.sockets.has(socket) === true || state?.joining.has(socket) === true
@@ -256,6 +259,7 @@ export class Topic {
     }
     state.joining.delete(socket)
     const offset = state.offset
+    if (since !== undefined && since > offset && broker.latest !== undefined) return await this.#ahead(socket, key, state, since, broker)
     if (since === undefined || since > offset) {
       state.sockets.set(socket, null)
       return { offset, recovered: false }
@@ -283,6 +287,53 @@ export class Topic {
     return { offset, recovered }
   }
 
+  /**
+   * Topic frames bypass the socket's serializer: a route whose outbound cannot hold the
+   * topic's messages would send what it never declared. Checked once per route, with an
+   * example message of the topic (TypeScript checks the same at compile time).
+   */
+  #checkOutbound (socket: WebSocketConnection): void {
+    // Every connection is opened by a route, which registered its serializer first.
+    const route = routeOutbound.get(socket.raw) as RouteOutbound
+    let refusal = this.#refusals.get(route.codec)
+    if (refusal === undefined) {
+      if (this.#example === undefined) {
+        const field = this.#offsetField
+        this.#example = exampleMessage(this.description.message, (value) => {
+          return value !== null && typeof value === 'object' && this.#validate(field === undefined ? value : { ...value, [field]: 1 })
+        }) ?? null
+      }
+      const example = this.#example
+      refusal = example === null ? '' : outboundRefusal(route.codec, this.#offsetField === undefined ? example.value : { ...(example.value as Json), [this.#offsetField]: 1 }) ?? ''
+      this.#refusals.set(route.codec, refusal)
+    }
+    if (refusal !== '') throw new FST_WS_OUTBOUND_CANNOT_HOLD(this.name, route.url, refusal)
+  }
+
+  /**
+   * `since` is ahead of this node's view of the key. Either the node lags (the
+   * client got messages on another node that are still on their way here): it
+   * is recovered, and what it holds is not sent again. Or `since` is ahead of
+   * the broker too (offsets started again): not recovered.
+   */
+  async #ahead (socket: WebSocketConnection, key: string, state: KeyState, since: number, broker: Broker): Promise<{ offset: number, recovered: boolean }> {
+    const backlog: Backlog = []
+    state.sockets.set(socket, backlog)
+    let latest = state.offset
+    try {
+      latest = await (broker.latest as (topic: BrokerTopic, key: string) => Promise<number>)(this.settings, key)
+    } catch (err) {
+      socket.log.warn({ err, topic: this.name, key }, 'topic offset unavailable; subscribed without recovery')
+    }
+    const recovered = since <= latest
+    if (state.sockets.get(socket) === backlog) {
+      state.sockets.set(socket, null)
+      for (const d of backlog) if (!recovered || d.offset > since) socket.sendFrame(d.frame, d.data)
+      if (recovered && state.offset < since) (state.holding ??= new Map()).set(socket, since)
+    }
+    return recovered ? { offset: since, recovered } : { offset: state.offset, recovered }
+  }
+
   /** A message from the broker: one frame, written to every local subscriber. */
   deliver (key: string, entry: BrokerEntry): void {
     const state = this.#keys.get(key)
@@ -295,8 +346,14 @@ export class Topic {
     state.offset = entry.offset
     const except = state.exceptions === undefined ? undefined : exceptFor(state, entry)
     let delivery: Delivery | undefined
+    const holding = state.holding
     for (const [socket, backlog] of state.sockets) {
       if (socket === except) continue
+      if (holding !== undefined && holding.has(socket)) {
+        if (entry.offset <= (holding.get(socket) as number)) continue
+        holding.delete(socket)
+        if (holding.size === 0) state.holding = undefined
+      }
       delivery ??= { offset: entry.offset, data: entry.data, frame: buildFrame(entry.data) }
       if (backlog === null) socket.sendFrame(delivery.frame, delivery.data)
       else backlog.push(delivery)
@@ -319,7 +376,8 @@ export class Topic {
       for (const entry of member.keys) if (entry[0] === this && entry[1] === key) member.keys.delete(entry)
     }
     const was = state.sockets.delete(socket) || state.joining.delete(socket)
-    const broker = this.#node.broker()
+    state.holding?.delete(socket)
+    const broker = this.#node.broker(this.name, 'unsubscribe')
     const left = this.#release(key, state)
     if (was && member !== undefined && this.#validatePresence !== undefined) {
       await broker.leave(this.settings, key, member.id)
@@ -331,7 +389,7 @@ export class Topic {
   #release (key: string, state: KeyState): Promise<void> | undefined {
     if (state.sockets.size > 0 || state.joining.size > 0 || this.#keys.get(key) !== state) return undefined
     this.#keys.delete(key)
-    const broker = this.#node.broker()
+    const broker = this.#node.broker(this.name, 'unsubscribe')
     // Released while the broker is still subscribing: leave once it has (nothing to leave if it failed).
     const left = state.subscribed
       ? broker.unsubscribe(this.settings, key)
@@ -351,7 +409,7 @@ export class Topic {
   async history (key: string, options?: { since?: number, limit?: number }): Promise<Array<{ offset: number, message: unknown }>> {
     const bad = keyError(this.name, key)
     if (bad !== undefined) throw bad
-    const entries = await this.#node.broker().history(this.settings, key, {
+    const entries = await this.#node.broker(this.name, 'history').history(this.settings, key, {
       since: options?.since,
       limit: options?.limit ?? this.settings.history
     })
@@ -361,7 +419,7 @@ export class Topic {
   async presence (key: string): Promise<unknown[]> {
     const bad = keyError(this.name, key)
     if (bad !== undefined) throw bad
-    const members = await this.#node.broker().presence(this.settings, key)
+    const members = await this.#node.broker(this.name, 'presence').presence(this.settings, key)
     return members.map(m => JSON.parse(m))
   }
 
@@ -412,9 +470,13 @@ export class TopicNode implements BrokerSink {
     return this.#tagPrefix + (++this.#tags).toString(36)
   }
 
-  broker (): Broker {
-    if (this.#closed) throw new FST_WS_BROKER_UNAVAILABLE('the app is closed')
-    if (!this.#started) throw new FST_WS_BROKER_UNAVAILABLE('the app is not ready yet')
+  /** The broker, once the app is ready and until it is closed; `topic` and `method` name the call that needs it. */
+  broker (topic: string, method: string): Broker {
+    if (this.#closed) throw new FST_WS_TOPIC_NOT_READY(topic, method, 'after the app was closed')
+    if (!this.#started) {
+      throw new FST_WS_TOPIC_NOT_READY(topic, method,
+        'before the app was ready: topics work once "await app.ready()" or "await app.listen()" has resolved (in routes, in onReady hooks, or after listen)')
+    }
     return this.#broker
   }
 

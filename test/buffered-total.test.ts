@@ -2,17 +2,16 @@
 // that do not keep up. Past it, the connections holding the most are closed
 // with 1008 `send buffer full` first; a topic's frame counts once.
 import t from 'tap'
-import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import diagnostics from 'node:diagnostics_channel'
 import { randomBytes } from 'node:crypto'
-import { join } from 'node:path'
 import Fastify from 'fastify'
 import WebSocket from 'ws'
 import { Type } from '@sinclair/typebox'
 import type { TypedWebSocket } from 'fastify-typed-websocket'
 import { startServer, connect, closed, until, sleep, deferred } from './helpers/server'
 import typedWebsocket, { WebSocketClosedError } from './helpers/plugin'
-import { childEnv } from './helpers/child'
+import { forkFixture } from './helpers/child'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -238,13 +237,7 @@ t.test('100 non-reading clients under a 4 KB broadcast: RSS growth stays under t
   // With the default maxBufferedAmount (16 MiB): a non-reader is cut by the budget
   // or by its own limit, whichever it reaches first; both close with 1008.
   const MESSAGES = 12_000
-  const loader = process.execArgv.filter(a => a.includes('@tapjs/typescript') || a === '--enable-source-maps')
-  const child = fork(join(__dirname, 'fixtures', 'broadcast-server.ts'), [], {
-    execArgv: [...loader, '--expose-gc'],
-    env: { ...childEnv(), MAX_BUFFERED_TOTAL: String(BUDGET) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
-  })
-  t.teardown(() => { child.kill() })
+  const child = forkFixture(t, 'broadcast-server', { MAX_BUFFERED_TOTAL: String(BUDGET) })
   const { port } = await ask<{ port: number }>(child, undefined)
   const url = `ws://127.0.0.1:${port}/feed`
 

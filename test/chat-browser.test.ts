@@ -1,7 +1,8 @@
 // Real-browser tests of the chat example (examples/chat): Debian's Chromium driven by
 // playwright-core. Each test saves a screenshot under .tap/screenshots/.
 import t from 'tap'
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { spawn } from 'node:child_process'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -184,6 +185,79 @@ function defineTests () {
     await screenshot(page, 'phone-375')
   })
 
+  t.test('at 375 px the header shows the user\'s whole name', async (t) => {
+    const { url } = await startChat(t)
+    if (browser === undefined) throw new Error('browser did not start')
+    const context = await browser.newContext({ viewport: { width: 375, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true })
+    t.teardown(() => context.close())
+    context.setDefaultTimeout(WAIT)
+    const page = await context.newPage()
+    const name = 'Alexandra Montgomery-Smythe'
+    await joinRoom(page, url, name, 'a-rather-long-room-name')
+    const box = await page.evaluate(`(() => {
+      const who = document.getElementById('who'), me = document.getElementById('me')
+      const r = me.getBoundingClientRect()
+      return { text: me.textContent, clipped: who.scrollWidth > who.clientWidth, right: r.right, width: document.documentElement.clientWidth, visible: r.width > 0 }
+    })()`) as { text: string, clipped: boolean, right: number, width: number, visible: boolean }
+    t.equal(box.text, name)
+    t.notOk(box.clipped, 'the line with the name is not cut')
+    t.ok(box.visible && box.right <= box.width, `the name ends inside the screen (${box.right} of ${box.width} px)`)
+    const pane = await page.locator('#messages').evaluate((el) => (el as unknown as { clientHeight: number }).clientHeight)
+    t.ok(pane >= 300, `the messages keep most of the height (${pane} px)`)
+    await screenshot(page, 'phone-375-long-name')
+  })
+
+  t.test('npm start\'s key outlives a restart: two pages stay logged in, and what was typed meanwhile arrives', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'chat-secret-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const options = { secretFile: join(dir, '.chat-secret') }
+    const first = await startChat(t, options)
+    t.match(readFileSync(options.secretFile, 'utf8'), /^[\w-]{43}\n$/, 'a random key was written beside the example')
+    const { page: alice } = await newPage(t)
+    const { page: bob } = await newPage(t)
+    await joinRoom(alice, first.url, 'alice', 'lobby')
+    await joinRoom(bob, first.url, 'bob', 'lobby')
+    await alice.fill('#text', 'before')
+    await alice.press('#text', 'Enter')
+    await bob.locator('#messages li.said', { hasText: 'before' }).waitFor()
+
+    await first.app.close()
+    await alice.locator('#status[data-state="reconnecting"]').waitFor()
+    await bob.locator('#status[data-state="reconnecting"]').waitFor()
+    await alice.fill('#text', 'typed during the outage')
+    await alice.press('#text', 'Enter')
+    const pendingLine = alice.locator('#messages li.pending', { hasText: 'typed during the outage' })
+    await pendingLine.waitFor()
+    t.match(await pendingLine.textContent(), /sending…/, 'shown as pending while the server is away')
+    await screenshot(alice, 'pending')
+
+    await startChat(t, options, first.port)
+    await alice.locator('#status[data-state="open"]').waitFor({ timeout: 3 * WAIT })
+    await bob.locator('#status[data-state="open"]').waitFor({ timeout: 3 * WAIT })
+    await bob.locator('#messages li.said', { hasText: 'typed during the outage' }).waitFor()
+    t.pass('bob got what alice typed during the outage')
+    await until(() => alice.locator('#messages li.pending').count(), (n) => n === 0)
+    t.ok((await saidLines(alice)).includes('alice: typed during the outage'), 'alice\'s line is now a sent message')
+    t.ok(await alice.isVisible('#chat') && await bob.isVisible('#chat'), 'nobody was logged out')
+    t.equal(await alice.isVisible('#login-form'), false)
+  })
+
+  t.test('a message typed before a refusal is kept and sent after logging in again', async (t) => {
+    const first = await startChat(t, { secret: 'one' })
+    const { page } = await newPage(t)
+    await joinRoom(page, first.url, 'alice', 'lobby')
+    await first.app.close()
+    await page.locator('#status[data-state="reconnecting"]').waitFor()
+    await page.fill('#text', 'kept for later')
+    await page.press('#text', 'Enter')
+    await page.locator('#messages li.pending', { hasText: 'kept for later' }).waitFor()
+    await startChat(t, { secret: 'another' }, first.port)
+    await page.locator('#login-error', { hasText: 'Your unsent message is sent once you are back in lobby.' }).waitFor({ timeout: 3 * WAIT })
+    await page.click('#login-form button[type=submit]')
+    await page.locator('#messages li.said', { hasText: 'kept for later' }).waitFor()
+    t.equal(await page.locator('#messages li.pending').count(), 0, 'sent and confirmed')
+  })
+
   t.test('login errors are sentences, and /favicon.ico exists', async (t) => {
     const { url } = await startChat(t)
     const { page } = await newPage(t)
@@ -255,7 +329,9 @@ function defineTests () {
     await new Promise<void>((resolve) => probe.listen(0, HOST, resolve))
     const port = (probe.address() as AddressInfo).port
     await new Promise((resolve) => probe.close(resolve))
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) }
+    const keyDir = mkdtempSync(join(tmpdir(), 'chat-secret-'))
+    t.teardown(() => rmSync(keyDir, { recursive: true, force: true }))
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), CHAT_SECRET_FILE: join(keyDir, '.chat-secret') }
     delete env.NODE_V8_COVERAGE
     delete env.NODE_OPTIONS
     const child = spawn(process.execPath, [join(__dirname, '..', 'examples', 'chat', 'server.js')], { env, stdio: ['ignore', 'pipe', 'inherit'] })

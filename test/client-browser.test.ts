@@ -42,6 +42,8 @@ function routes (counts: Counts) {
         }
       }
     }, () => {})
+    // the default origin check: a page on another origin gets 403, which the browser hides
+    app.get('/same-host', { websocket: true }, () => {})
     app.get('/refused', {
       preValidation: async (_request, reply) => reply.code(401).send({ error: 'Unauthorized', message: 'log in first' }),
       websocket: true
@@ -116,6 +118,35 @@ function defineTests (): void {
     await new Promise(resolve => setTimeout(resolve, 300))
     t.strictSame(counts, { upgrades: 1, plainGets: 1, received: [] }, 'one upgrade, one plain GET, nothing after')
     t.strictSame(await read(page, 'window.__t.states'), ['connecting', 'refused'])
+  })
+
+  t.test('a page on another origin that the origin check refuses ends in refused, with a reason naming its origin', async (t) => {
+    const counts: Counts = { upgrades: 0, plainGets: 0, received: [] }
+    const server = await start(t, counts)
+    const page = await openPage(t, `http://127.0.0.1:${server.port}/`)
+    await page.evaluate(`(() => {
+      const c = window.__t.client = window.__t.connect({}, 'ws://localhost:${server.port}/same-host', { reconnect: { initialDelay: 10, maxDelay: 20 } })
+      c.on('state', (s) => window.__t.states.push(s))
+    })()`)
+    await waitFor(page, 'window.__t.client.state === "refused"', 'refused')
+    const refusal = await read<{ status: number, body: string, reason: string }>(page, 'window.__t.client.refusal')
+    t.equal(refusal.status, 0, 'the browser hid the status')
+    t.match(refusal.reason, `this page's origin (http://127.0.0.1:${server.port}) is most likely not allowed by the route's checkOrigin`)
+    t.equal(await read(page, 'window.__t.client.closeReason'), refusal.reason)
+    t.strictSame(await read(page, 'window.__t.states'), ['connecting', 'reconnecting', 'refused'])
+  })
+
+  t.test('the same route from its own origin opens; headers are refused in a browser with a pointer to what works', async (t) => {
+    const counts: Counts = { upgrades: 0, plainGets: 0, received: [] }
+    const server = await start(t, counts)
+    const page = await openPage(t, `http://127.0.0.1:${server.port}/`)
+    await page.evaluate('(() => { window.__t.client = window.__t.connect({}, \'/same-host\') })()')
+    await waitFor(page, 'window.__t.client.state === "open"', 'open')
+    await page.evaluate('window.__t.client.close()')
+    const message = await read<string>(page, `(() => {
+      try { window.__t.connect({}, '/same-host', { headers: { authorization: 'Bearer t' } }); return 'no error' } catch (err) { return err.message }
+    })()`)
+    t.equal(message, 'headers: a browser\'s WebSocket cannot send headers; pass the token in query, a cookie, or protocols')
   })
 
   t.test('reconnects after a server restart, queued sends first and in order', async (t) => {

@@ -5,6 +5,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import WsWebSocket from 'ws'
+import { Agent, WebSocket as UndiciWebSocket } from 'undici'
 import {
   AbortError, ClientQueueFullError, ConnectionClosedError, InvalidServerMessageError, TimeoutError, connect,
   type ClientOptions, type WebSocketConstructor
@@ -374,4 +375,77 @@ t.test('an http: URL is turned into ws:, and a bad scheme or missing WebSocket t
   await waitState(client, 'open')
   t.throws(() => connect(echo, 'ftp://127.0.0.1/echo', { WebSocket: implementations[0][1] }), TypeError)
   t.throws(() => connect(echo, 'ws://127.0.0.1/echo'), /No global WebSocket/, 'Node 20 has none: pass ws')
+})
+
+// undici's WebSocket as Node's global one is: (url, { protocols, headers }), with its own dispatcher.
+class UndiciWithInit extends UndiciWebSocket {
+  constructor (url: string, init: { protocols?: string | string[], headers?: Record<string, string> }) {
+    const dispatcher = new Agent()
+    super(url, { ...init, dispatcher })
+    this.addEventListener('close', () => { dispatcher.destroy().catch(() => {}) }, { once: true })
+  }
+}
+
+for (const [name, WebSocket] of [['ws', WsWebSocket], ['undici (Node\'s global WebSocket)', UndiciWithInit]] as const) {
+  t.test(`${name}: headers go with the upgrade and with the refusal probe`, async (t) => {
+    const seen: string[] = []
+    const echoServer = await startEcho(t, 0, (app) => {
+      app.addHook('preValidation', async (request, reply) => {
+        seen.push(`${request.headers.upgrade === undefined ? 'probe' : 'upgrade'} ${String(request.headers.authorization)}`)
+        if (request.headers.authorization !== 'Bearer good') return reply.code(401).send({ error: 'Unauthorized', message: 'bad token' })
+      })
+    })
+    let token = 'good'
+    const client = connect(echo, echoServer.server.url('/echo'), {
+      WebSocket: WebSocket as unknown as WebSocketConstructor,
+      reconnect: fast,
+      headers: () => ({ authorization: `Bearer ${token}` })
+    })
+    await waitState(client, 'open')
+    client.send({ type: 'say', text: 'with a header' })
+    await until(() => echoServer.received.length === 1, 5000, 'the message')
+    token = 'stale'
+    client.send({ type: 'bye', code: 4000, reason: 'again' })
+    await waitState(client, 'refused')
+    t.equal(client.refusal?.status, 401)
+    t.equal(seen[0], 'upgrade Bearer good')
+    t.ok(seen.includes('upgrade Bearer stale') && seen.includes('probe Bearer stale'), seen.join(', '))
+    t.strictSame(seen.slice(1).filter(s => !s.endsWith('Bearer stale')), [], 'each attempt sends the headers of its time')
+    t.equal(seen.at(-1), 'probe Bearer stale', 'the probe, then nothing more')
+  })
+}
+
+t.test('a route that does not answer heartbeats: the close reason says so', async (t) => {
+  // What a route with inbound and without heartbeat: true answered an empty text message with.
+  const server = await startServer(t, (app) => {
+    app.get('/old', {
+      websocket: {
+        message (socket, msg) {
+          if (msg === '') socket.close(1007, 'invalid JSON: Unexpected end of JSON input')
+        }
+      }
+    }, () => {})
+  })
+  const client = connect(echo, server.url('/old'), { WebSocket: WsWebSocket as unknown as WebSocketConstructor, heartbeat: { interval: 20, timeout: 1000 } })
+  await waitState(client, 'closed')
+  t.equal(client.closeCode, 1007)
+  t.equal(client.closeReason, 'invalid JSON: Unexpected end of JSON input (the route does not answer heartbeats: ' +
+    'set heartbeat: true on it, or turn the client\'s heartbeat off)')
+})
+
+t.test('a long backoff is cut short once the server answers plain requests again', async (t) => {
+  const first = await startEcho(t)
+  const port = first.server.port
+  // Without the watch, the attempt after the restart would wait up to a minute.
+  const client = connect(echo, first.server.url('/echo'), { WebSocket: WsWebSocket as unknown as WebSocketConstructor, reconnect: { initialDelay: 60_000, maxDelay: 60_000 } })
+  t.teardown(() => client.close())
+  await waitState(client, 'open')
+  await first.server.app.close()
+  await waitState(client, 'reconnecting')
+  await sleep(1500)
+  const second = await startEcho(t, port)
+  // (the attempt itself is due at a random time within a minute; rarely, it is due this soon anyway)
+  await waitState(client, 'open', 8000)
+  client.send({ type: 'say', text: 'back' })
+  await until(() => second.received.length === 1, 5000, 'the message after the restart')
 })

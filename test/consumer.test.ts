@@ -1,6 +1,7 @@
-// The package as a new user gets it: `npm pack`, installed into a fresh project outside
-// the repository with only what the README's install line names (plus TypeScript 5.9
-// and 7), compiled there with strict tsc, as ES module (nodenext) and CommonJS; and
+// The package as a new user gets it: `npm pack`, installed into a project made outside the
+// repository as the README's install section makes it (`npm init -y`, `npm pkg set
+// type=module`), with only what its install lines name (plus TypeScript 5.9 and 7), compiled there with strict tsc (plus exactOptionalPropertyTypes and
+// noUncheckedIndexedAccess), as ES module (nodenext) and CommonJS; and
 // every ```ts / ```js block of README.md compiled in that project, the runnable ones
 // run against the README's own route.
 //
@@ -16,10 +17,11 @@
 //                                   free port, a client joins its route, the fragment runs, the
 //                                   app closes; it must exit cleanly without an error logged
 //   <!-- check: none -->            not checked (say why in the README text)
-// The first program itself is also run: a real client joins its route and talks to it.
+// The first program itself is built with the README's tsconfig.json and run as the README
+// says (`node dist/server.js`): a real client joins its route and talks to it.
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
@@ -42,19 +44,30 @@ function readmeBlocks (): Block[] {
   return blocks
 }
 
-/** The packages the README's install section names, in its first ```sh block after "## Install". */
-function installLine (): { deps: string[], devDeps: string[] } {
+/**
+ * The README's install section, its first ```sh block after "## Install": the commands that
+ * set up a new project (`npm init`, `npm pkg set`), and the packages its install lines name.
+ */
+function installLine (): { setup: string[][], deps: string[], devDeps: string[] } {
   const section = README.slice(README.indexOf('## Install'))
   const sh = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+  const setup: string[][] = []
   const deps: string[] = []
   const devDeps: string[] = []
   for (const raw of sh.split('\n')) {
     const words = raw.replace(/#.*/, '').trim().split(/\s+/)
+    if (words[0] === 'npm' && (words[1] === 'init' || words[1] === 'pkg')) setup.push(words.slice(1))
     if (words[0] !== 'npm' || words[1] !== 'install') continue
     const dev = words.includes('--save-dev') || words.includes('-D')
     for (const word of words.slice(2)) if (!word.startsWith('-')) (dev ? devDeps : deps).push(word)
   }
-  return { deps, devDeps }
+  return { setup, deps, devDeps }
+}
+
+/** The README's tsconfig.json for its examples: the ```json block of "Running the examples". */
+function readmeTsconfig (): string | undefined {
+  const section = README.slice(README.indexOf('### Running the examples'))
+  return /```json\n([\s\S]*?)```/.exec(section)?.[1]
 }
 
 /** A clean environment for npm and tsc: none of the repository's npm or coverage settings. */
@@ -150,19 +163,30 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
   const tarball = readdirSync(dir).find(f => f.endsWith('.tgz'))
   if (tarball === undefined) return t.fail('no tarball')
 
+  // A new project, made as the README's install section makes it.
   const project = join(dir, 'app')
   mkdirSync(project)
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }))
-  const { deps, devDeps } = installLine()
+  const { setup, deps, devDeps } = installLine()
+  t.ok(setup.some(c => c[0] === 'init'), `the install section starts a project: ${setup.map(c => c.join(' ')).join('; ')}`)
+  for (const command of setup) {
+    const done = await run('npm', command, project, 60_000)
+    t.equal(done.code, 0, `npm ${command.join(' ')}: ${done.stderr.slice(-500)}`)
+  }
+  t.equal(JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')).type, 'module', 'the project is an ES module project, as the README says')
   t.ok(deps.includes('fastify-typed-websocket'), `the install line names the package (${deps.join(' ')})`)
-  for (const imported of new Set([...(first as Block).code.matchAll(/from '([^']+)'/g)].map(m => m[1]))) {
-    t.ok(deps.includes(imported), `the install line names ${imported}, which the first example imports`)
+  // What a checked example imports, the install line names: a user pastes one and runs it.
+  for (const block of blocks.filter(b => b.mode !== 'none')) {
+    for (const m of block.code.matchAll(/(?:from |require\()'([^']+)'/g)) {
+      const name = m[1] as string
+      if (name.startsWith('node:') || name.startsWith('.') || name.startsWith('fastify-typed-websocket/')) continue
+      t.ok(deps.includes(name), `the install line names ${name}, which README.md:${block.line} imports`)
+    }
   }
   t.ok(devDeps.includes('typescript'), 'and TypeScript for TypeScript users')
   const packages = deps.map(d => d === 'fastify-typed-websocket' ? join(dir, tarball) : d)
   // What `npm install typescript` gives today, plus 5.9 under another name.
   const installed = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts',
-    ...packages, 'typescript@7', 'typescript59@npm:typescript@5.9'], project, 150_000)
+    ...packages, ...devDeps.filter(d => d !== 'typescript'), 'typescript@7', 'typescript59@npm:typescript@5.9'], project, 150_000)
   t.equal(installed.code, 0, `npm install in the fresh project: ${installed.stderr.slice(-2000)}`)
   if (installed.code !== 0) return
 
@@ -182,18 +206,26 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
     }
     if (block.mode === 'fragment run') {
       // A client on the README's route first, so that a broadcast has someone to reach.
-      const observer = "const observer = await app.injectWS('/rooms/lobby', { headers: { 'x-token': 'secret-token' } })\n" +
+      const observer = "const observer = await app.injectWS('/rooms/lobby?token=secret-token')\n" +
         "observer.on('message', (data) => console.log('observer got ' + String(data)))\n"
       const file = `${name}-run.mts`
       write(file, `${firstProgram('free-port')}\n${observer}${block.code}\nawait new Promise((resolve) => setTimeout(resolve, 300))\nawait app.close()\n`)
       runs.push({ file, block })
     }
   }
-  const base = { target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', strict: true, allowJs: true, checkJs: true, skipLibCheck: false }
+  // The strictest settings users turn on: TypeScript 7's `tsc --init` enables the last two.
+  const strictest = { strict: true, exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true }
+  const base = { target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', ...strictest, allowJs: true, checkJs: true, skipLibCheck: false }
   writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...base, noEmit: true }, files }))
   writeFileSync(join(project, 'tsconfig.skiplib.json'), JSON.stringify({ compilerOptions: { ...base, noEmit: true, skipLibCheck: true }, files }))
-  writeFileSync(join(project, 'first.mts'), firstProgram('free-port'))
-  const emitFiles = ['first.mts', ...runs.map(r => r.file)]
+  // The first program as the README says to run it: server.ts beside its tsconfig.json, then tsc.
+  const tsconfig = readmeTsconfig()
+  t.ok(tsconfig, 'the README shows the tsconfig.json its examples are built with')
+  const runDir = join(project, 'first')
+  mkdirSync(runDir)
+  writeFileSync(join(runDir, 'tsconfig.json'), tsconfig ?? '{}')
+  writeFileSync(join(runDir, 'server.ts'), firstProgram('free-port'))
+  const emitFiles = runs.map(r => r.file)
   writeFileSync(join(project, 'tsconfig.emit.json'), JSON.stringify({ compilerOptions: { ...base, outDir: 'out', rootDir: '.', skipLibCheck: true }, files: emitFiles }))
 
   const tsc7 = join(project, 'node_modules', 'typescript', 'bin', 'tsc')
@@ -212,9 +244,13 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
   }
 
   // Run: the README's first program, talked to by a real client.
-  const program = join(project, 'out', 'first.mjs')
+  const program = join(runDir, 'dist', 'server.js')
+  const [built59, built7] = await Promise.all([node([tsc59, '-p', runDir, '--noEmit'], project, 100_000), node([tsc7, '-p', runDir], project, 100_000)])
+  t.equal(built59.stdout + built59.stderr, '', 'the README\'s tsconfig.json builds the first program with TypeScript 5.9')
+  t.equal(built7.stdout + built7.stderr, '', 'and with TypeScript 7')
+  t.ok(existsSync(program), 'into dist/server.js, where the README runs it from')
   const emitted = await node([tsc7, '-p', 'tsconfig.emit.json'], project, 100_000)
-  t.equal(emitted.code, 0, `the first program and the runnable fragments compile to JavaScript: ${emitted.stdout}`)
+  t.equal(emitted.code, 0, `the runnable fragments compile to JavaScript: ${emitted.stdout}`)
 
   await t.test('the first program serves its route', async (t) => {
     const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, program], { cwd: project, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
@@ -235,8 +271,8 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
       ws.on('open', () => { resolve(101); ws.terminate() })
       ws.on('error', () => {})
     })
-    t.equal(refused, 401, 'without x-token: 401 from the preValidation hook')
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/rooms/lobby`, { headers: { 'x-token': 'secret-token' } })
+    t.equal(refused, 401, 'without a token: 401 from the preValidation hook')
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/rooms/lobby?token=secret-token`)
     const reply = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('no reply within 5 s')), 5000)
       ws.on('open', () => ws.send(JSON.stringify({ type: 'say', text: 'hello' })))

@@ -1,11 +1,10 @@
 // Heartbeat answers are sends like any other: a client that floods empty frames and never
 // reads is cut off by maxBufferedAmount, maxBufferedTotal or rateLimit, as for any message.
 import t from 'tap'
-import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { join } from 'node:path'
 import { Type } from '@sinclair/typebox'
-import { childEnv } from './helpers/child'
+import { forkFixture, nextMessage } from './helpers/child'
 import { RawClient } from './helpers/raw'
 import { startServer, until } from './helpers/server'
 
@@ -19,13 +18,7 @@ t.setTimeout(240_000)
 interface Report { port?: number, rss: number, closes: Array<{ serverCode?: number, serverReason?: string }> }
 
 function nextReport (child: ChildProcess, ms = 10_000): Promise<Report> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no report from the server within ${ms} ms`)), ms)
-    child.once('message', (message) => {
-      clearTimeout(timer)
-      resolve(message as Report)
-    })
-  })
+  return nextMessage<Report>(child, ms)
 }
 
 /** Writes `count` heartbeats in chunks, waiting for the socket to drain; stops early at `deadline` or when the link goes. */
@@ -46,13 +39,7 @@ async function flood (client: RawClient, count: number, deadline: number): Promi
 }
 
 t.test('3,000,000 heartbeats from a client that never reads: the server holds about maxBufferedAmount, then cuts it with 1008', async (t) => {
-  const loader = process.execArgv.filter(a => a.includes('@tapjs/typescript') || a === '--enable-source-maps')
-  const child = fork(join(__dirname, 'fixtures', 'heartbeat-server.ts'), [], {
-    execArgv: [...loader, '--expose-gc'],
-    env: childEnv(),
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
-  })
-  t.teardown(() => { child.kill() })
+  const child = forkFixture(t, 'heartbeat-server')
   const started = await nextReport(child, 30_000)
   const rss = async (): Promise<Report> => {
     const report = nextReport(child)

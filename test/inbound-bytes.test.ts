@@ -2,12 +2,11 @@
 // sending large messages to a slow message hook cannot make the server hold more than
 // about the limit plus one message.
 import t from 'tap'
-import { fork, type ChildProcess } from 'node:child_process'
-import { join } from 'node:path'
+import type { ChildProcess } from 'node:child_process'
 import WebSocket from 'ws'
 import type { TypedWebSocket } from 'fastify-typed-websocket'
 import { closed, connect, deferred, messages, sleep, startServer, until } from './helpers/server'
-import { childEnv } from './helpers/child'
+import { forkFixture, nextMessage } from './helpers/child'
 
 const MiB = 1024 * 1024
 // Moving and parsing 800 MiB takes a while on a busy machine.
@@ -55,25 +54,13 @@ t.test('reading pauses once the bytes held reach maxPendingBytes, and resumes wh
 interface Report { port?: number, rss: number, before?: number, received?: number }
 
 function nextReport (child: ChildProcess, ms = 5000): Promise<Report> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no report from the server within ${ms} ms`)), ms)
-    child.once('message', (message) => {
-      clearTimeout(timer)
-      resolve(message as Report)
-    })
-  })
+  return nextMessage<Report>(child, ms)
 }
 
 t.test('100 messages of 8 MiB to a blocked hook: server RSS grows by less than 3 x maxMessageSize, and all arrive in order', async (t) => {
   const MESSAGES = 100
   const MAX_MESSAGE_SIZE = 10 * MiB // the default
-  const loader = process.execArgv.filter(a => a.includes('@tapjs/typescript') || a === '--enable-source-maps')
-  const child = fork(join(__dirname, 'fixtures', 'slow-hook-server.ts'), [], {
-    execArgv: [...loader, '--expose-gc'],
-    env: childEnv(),
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
-  })
-  t.teardown(() => { child.kill() })
+  const child = forkFixture(t, 'slow-hook-server')
   const started = await nextReport(child, 30_000)
   const rss = async (): Promise<Report> => {
     const report = nextReport(child)

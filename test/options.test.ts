@@ -20,7 +20,9 @@ const contractDefaults = {
   subprotocols: undefined,
   selectSubprotocol: undefined,
   maxConnections: undefined,
-  rateLimit: undefined
+  rateLimit: undefined,
+  maxConcurrentRequests: 16,
+  requestTimeout: undefined
 }
 
 const invalidOption = (_where: string, message: RegExp) => ({ code: 'FST_WS_INVALID_OPTION', message })
@@ -81,7 +83,9 @@ t.test('every option is accepted with a valid value', async (t) => {
     validateOutbound: false,
     selectSubprotocol: select,
     maxConnections: 1,
-    rateLimit: { messages: 1, interval: 1, action: 'close' }
+    rateLimit: { messages: 1, interval: 1, action: 'close' },
+    maxConcurrentRequests: 2,
+    requestTimeout: 3
   })
   t.strictSame(resolved, {
     maxMessageSize: 1,
@@ -98,7 +102,9 @@ t.test('every option is accepted with a valid value', async (t) => {
     subprotocols: undefined,
     selectSubprotocol: select,
     maxConnections: 1,
-    rateLimit: { messages: 1, bytes: undefined, interval: 1, action: 'close' }
+    rateLimit: { messages: 1, bytes: undefined, interval: 1, action: 'close' },
+    maxConcurrentRequests: 2,
+    requestTimeout: 3
   })
   t.equal(resolvePluginOptions({ checkOrigin: true }).checkOrigin, true)
   const list = ['https://a.example', /\.b\.example$/]
@@ -227,20 +233,39 @@ t.test('hooks must be functions', async (t) => {
   t.equal(route.options.maxMessageSize, 5)
 })
 
+t.test('a typo\'d option suggests the name it was near', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['pingIntervall', 'pingInterval'],
+    ['maxmessagesize', 'maxMessageSize'],
+    ['pingTiemout', 'pingTimeout'],
+    ['checkorigin', 'checkOrigin'],
+    ['brokr', 'broker'],
+    ['maxBufferedTotl', 'maxBufferedTotal'],
+    ['compresion', 'compression']
+  ]
+  for (const [typo, meant] of cases) {
+    t.throws(() => resolvePluginOptions({ [typo]: 1 }), { message: `fastify-typed-websocket options: unknown option "${typo}"; did you mean "${meant}"?` }, typo)
+  }
+  t.throws(() => resolveRouteOptions(defaults, { mesage () {} }, '/r'), { message: 'Route "/r": unknown option "mesage"; did you mean "message"?' })
+  t.throws(() => resolveRouteOptions(defaults, { outbund: {} }, '/r'), { message: 'Route "/r": unknown option "outbund"; did you mean "outbound"?' })
+  t.throws(() => resolveRouteOptions(defaults, { broker: {} }, '/r'), { message: 'Route "/r": unknown option "broker"' }, 'a plugin-only name is not suggested on a route')
+  t.throws(() => resolvePluginOptions({ timeout: 1 }), { message: 'fastify-typed-websocket options: unknown option "timeout"' }, 'nothing near enough')
+})
+
 t.test('unknown options', async (t) => {
-  t.throws(() => resolvePluginOptions({ maxMesageSize: 1 }), invalidOption(where, /^fastify-typed-websocket options: unknown option "maxMesageSize"$/))
+  t.throws(() => resolvePluginOptions({ maxMesageSize: 1 }), invalidOption(where, /^fastify-typed-websocket options: unknown option "maxMesageSize"; did you mean "maxMessageSize"\?$/))
   for (const routeOnly of ['inbound', 'outbound', 'binary', 'message', 'close', 'ping', 'pong', 'error', 'invalidMessage']) {
     t.throws(() => resolvePluginOptions({ [routeOnly]: {} }), invalidOption(where, new RegExp(`unknown option "${routeOnly}"$`)),
       `${routeOnly} is a route option, not a plugin option`)
   }
-  t.throws(() => resolveRouteOptions(defaults, { onMessage () {} }, '/r'), invalidOption('Route "/r"', /^Route "\/r": unknown option "onMessage"$/))
+  t.throws(() => resolveRouteOptions(defaults, { onMessage () {} }, '/r'), invalidOption('Route "/r"', /^Route "\/r": unknown option "onMessage"; did you mean "message"\?$/))
   t.throws(() => resolvePluginOptions({ nope: 1 }, 'custom place'), { message: 'custom place: unknown option "nope"' }, 'where names the source')
 })
 
 t.test('the websocket route option: true or an object', async (t) => {
   const base = resolvePluginOptions({ maxMessageSize: 77 })
   const pushOnly = resolveRouteOptions(base, true, '/push')
-  t.strictSame(pushOnly, { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {} })
+  t.strictSame(pushOnly, { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {}, requests: undefined, requestHandlers: undefined, clientRequests: undefined })
   for (const value of ['yes', 1, null, [], [{}], false]) {
     t.throws(() => resolveRouteOptions(base, value, '/bad'),
       invalidOption('Route "/bad"', /^Route "\/bad": the websocket option must be true or an object$/), JSON.stringify(value))
@@ -270,7 +295,8 @@ t.test('rateLimit is checked', async (t) => {
   const bad: Array<[unknown, RegExp]> = [
     [null, /rateLimit must be an object \{ messages, bytes\?, interval, action \}/],
     [[], /rateLimit must be an object/],
-    [{ messages: 1, interval: 1, action: 'pause', burst: 2 }, /rateLimit: unknown option "burst"/],
+    [{ messages: 1, interval: 1, action: 'pause', burst: 2 }, /rateLimit: unknown option "burst"$/],
+    [{ messages: 1, interval: 1, action: 'pause', byte: 2 }, /rateLimit: unknown option "byte"; did you mean "bytes"\?$/],
     [{ interval: 1, action: 'pause' }, /rateLimit\.messages must be an integer >= 1, got undefined/],
     [{ messages: 1, bytes: 0, interval: 1, action: 'pause' }, /rateLimit\.bytes must be an integer >= 1, got 0/],
     [{ messages: 1, interval: 0.5, action: 'pause' }, /rateLimit\.interval must be an integer >= 1, got 0\.5/],

@@ -320,3 +320,13 @@ t.test('a tagged publish carries its tag to every node\'s live delivery, and onl
   t.match(a.sink.delivered[2], { topic: 'rooms', offset: 2, data: '{"id":2,"text":"tagged"}', tag: 'x2' }, 'with an offset written into the text')
   t.strictSame((await a.broker.history(rooms, 'k', {})).map(e => Object.keys(e)), [['offset', 'data'], ['offset', 'data']], 'history keeps no tag')
 })
+
+t.test('latest: the key\'s offset at Redis, whatever this node has received', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis)
+  const b = await node(t, redis)
+  t.equal(await a.broker.latest?.(rooms, 'fresh'), 0, 'a key never published')
+  await b.broker.publish(rooms, 'fresh', said('one'))
+  await b.broker.publish(rooms, 'fresh', said('two'))
+  t.equal(await a.broker.latest?.(rooms, 'fresh'), 2)
+})

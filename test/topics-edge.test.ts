@@ -43,7 +43,6 @@ t.test('bad options, keys and brokers get coded errors', async (t) => {
   t.throws(() => ok.websocketTopic('x', { message: Note, presence: 1 as never }), { code: 'FST_WS_INVALID_OPTION', message: /presence/ })
   t.throws(() => ok.websocketTopic('x', { message: { type: 'nope' } }), { code: 'FST_WS_INVALID_OPTION', message: /compile/ })
   const notes = ok.websocketTopic('notes', { message: Note })
-  await t.rejects(notes.publish('k', { text: 'x' }), { code: 'FST_WS_BROKER_UNAVAILABLE', message: /not ready/ })
   await ok.ready()
   await t.rejects(notes.history(3 as never), { code: 'FST_WS_INVALID_OPTION' })
   await t.rejects(notes.presence(''), { code: 'FST_WS_INVALID_OPTION' })
@@ -54,6 +53,21 @@ t.test('bad options, keys and brokers get coded errors', async (t) => {
   t.same(await empty.publish('k', {}), { offset: 1 })
   t.same(await empty.history('k'), [{ offset: 1, message: { id: 1 } }])
   await ok.close()
+})
+
+t.test('a topic used before the app is ready, or after it closed, says so and names the topic and the call', async (t) => {
+  const app = Fastify()
+  await app.register(typedWebsocket)
+  const notes = app.websocketTopic('notes', { message: Note })
+  const early = /^Topic "notes": (publish|history|presence)\(\) was called before the app was ready: topics work once "await app\.ready\(\)"/
+  await t.rejects(notes.publish('k', { text: 'x' }), { code: 'FST_WS_TOPIC_NOT_READY', message: /publish\(\)/ })
+  await t.rejects(notes.publish('k', { text: 'x' }), { message: early })
+  await t.rejects(notes.history('k'), { code: 'FST_WS_TOPIC_NOT_READY', message: /history\(\) was called before/ })
+  await t.rejects(notes.presence('k'), { code: 'FST_WS_TOPIC_NOT_READY', message: /presence\(\) was called before/ })
+  await app.ready()
+  t.same(await notes.publish('k', { text: 'x' }), { offset: 1 })
+  await app.close()
+  await t.rejects(notes.publish('k', { text: 'y' }), { code: 'FST_WS_TOPIC_NOT_READY', message: 'Topic "notes": publish() was called after the app was closed' })
 })
 
 t.test('subscribe: options checked, twice is once, early deliveries filtered, failing history, rejected publish', async (t) => {
@@ -118,4 +132,40 @@ t.test('a closed socket cannot subscribe; lost() closes subscribers with 1012', 
   sink?.lost('none', 'k', 5)
   t.same(await c, { code: 1012, reason: 'missed messages' })
   await sleep(30)
+})
+
+t.test('subscribe refuses a socket whose route cannot send the topic\'s messages, naming the topic and the route', async (t) => {
+  const Said = Type.Object({ type: Type.Literal('said'), id: Type.Integer(), text: Type.String() })
+  const Notice = Type.Object({ type: Type.Literal('notice'), text: Type.String() })
+  const Odd = Type.Object({ at: Type.String({ format: 'date-time' }) })
+  const answers: string[] = []
+  const server = await startServer(t, (app) => {
+    const rooms = app.websocketTopic('rooms', { message: Said, offsetField: 'id' })
+    const odd = app.websocketTopic('odd', { message: Odd })
+    const subscribe = async (socket: Parameters<typeof rooms.subscribe>[0], topic: { subscribe (s: never, k: string): Promise<unknown> }): Promise<void> => {
+      try {
+        await topic.subscribe(socket as never, 'lobby')
+        answers.push('subscribed')
+      } catch (err) {
+        answers.push(`${(err as { code: string }).code}: ${(err as Error).message}`)
+      }
+      await socket.send('done')
+    }
+    // The mistake under test, hidden from TypeScript as a JavaScript user would make it.
+    app.get('/notices', { websocket: { outbound: Notice } }, (socket) => subscribe(socket as never, rooms as never))
+    app.get('/both', { websocket: { outbound: Type.Union([Said, Notice]) } }, (socket) => subscribe(socket as never, rooms as never))
+    app.get('/any', { websocket: true }, (socket) => subscribe(socket as never, rooms as never))
+    app.get('/unchecked', { websocket: { outbound: Notice, validateOutbound: false } }, (socket) => subscribe(socket as never, odd as never))
+  })
+  for (const path of ['/notices', '/notices', '/both', '/any', '/unchecked']) {
+    const ws = new WebSocket(server.url(path))
+    await messages(ws, 1)
+    ws.close()
+  }
+  t.equal(answers.length, 5, answers.join(' | '))
+  t.equal(answers[0], 'FST_WS_OUTBOUND_CANNOT_HOLD: Topic "rooms": the outbound schema of route "/notices" cannot hold the topic\'s messages ' +
+    '(a message of the topic fails it: /type must be equal to constant); ' +
+    'add the topic\'s message schema to the route\'s outbound, e.g. in a Type.Union')
+  t.equal(answers[1], answers[0], 'the second socket of the route too')
+  t.strictSame(answers.slice(2), ['subscribed', 'subscribed', 'subscribed'], 'a union that holds it, no outbound, and a topic without an example to check')
 })

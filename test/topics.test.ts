@@ -192,5 +192,5 @@ t.test('app.close() unsubscribes everything and closes the broker', async (t) =>
   await server.app.close()
   t.equal((await gone).code, 1001)
   t.equal(server.setup.rooms.subscribers('r').size, 0)
-  await t.rejects(server.setup.rooms.publish('r', { type: 'said', text: 'x' }), { code: 'FST_WS_BROKER_UNAVAILABLE' })
+  await t.rejects(server.setup.rooms.publish('r', { type: 'said', text: 'x' }), { code: 'FST_WS_TOPIC_NOT_READY' })
 })

@@ -29,9 +29,9 @@ declare module 'fastify' {
   /* eslint-enable @typescript-eslint/no-unused-vars */
   interface FastifySchema {
     /** Leave this route out of the AsyncAPI (and Swagger) document. */
-    hide?: boolean
-    summary?: string
-    description?: string
+    hide?: boolean | undefined
+    summary?: string | undefined
+    description?: string | undefined
   }
 }
 
@@ -44,7 +44,7 @@ declare namespace fastifyTypedWebsocketAsyncapi {
   export interface AsyncAPIDocument {
     asyncapi: '3.0.0'
     info: { title: string, version: string, [key: string]: JsonValue }
-    servers?: { [name: string]: JsonValue }
+    servers?: { [name: string]: JsonValue } | undefined
     defaultContentType: string
     channels: { [id: string]: JsonValue }
     operations: { [id: string]: JsonValue }
@@ -56,22 +56,22 @@ declare namespace fastifyTypedWebsocketAsyncapi {
   export interface AsyncAPIServer {
     host: string
     protocol: 'ws' | 'wss' | (string & {})
-    pathname?: string
-    title?: string
-    summary?: string
-    description?: string
+    pathname?: string | undefined
+    title?: string | undefined
+    summary?: string | undefined
+    description?: string | undefined
     [key: string]: JsonValue | undefined
   }
 
   export interface AsyncapiOptions {
     /** The document's `info` object. Default `{ title: 'WebSocket API', version: '1.0.0' }`. */
-    info?: { title?: string, version?: string, description?: string, [key: string]: JsonValue | undefined }
+    info?: { title?: string | undefined, version?: string | undefined, description?: string | undefined, [key: string]: JsonValue | undefined } | undefined
     /** AsyncAPI server objects by name, e.g. `{ production: { host: 'chat.example.com', protocol: 'wss' } }`. */
-    servers?: { [name: string]: AsyncAPIServer }
+    servers?: { [name: string]: AsyncAPIServer } | undefined
     /** Where the page, `/json` and `/yaml` are served. Default `/asyncapi`. */
-    routePrefix?: string
+    routePrefix?: string | undefined
     /** Changes the generated document before it is cached and served. */
-    transform?: (document: AsyncAPIDocument) => AsyncAPIDocument
+    transform?: ((document: AsyncAPIDocument) => AsyncAPIDocument) | undefined
   }
 
   /**

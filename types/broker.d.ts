@@ -76,10 +76,17 @@ export interface Broker {
    * offset will be delivered to the sink.
    */
   subscribe (topic: BrokerTopic, key: string): Promise<number>
+  /**
+   * The key's latest offset at the broker right now. Optional, for brokers where a
+   * node's view of a key it subscribed to can lag behind (messages on their way to
+   * it): a socket subscribing with a `since` ahead of the node's view is then
+   * recovered when `since` is not ahead of this. Without it the node's view is used.
+   */
+  latest? (topic: BrokerTopic, key: string): Promise<number>
   /** This node's last local subscriber for the key has left. */
   unsubscribe (topic: BrokerTopic, key: string): Promise<void>
   /** Stored entries in offset order: with `since`, the oldest `limit` after it; without, the newest `limit`. */
-  history (topic: BrokerTopic, key: string, options: { since?: number, limit?: number }): Promise<BrokerEntry[]>
+  history (topic: BrokerTopic, key: string, options: { since?: number | undefined, limit?: number | undefined }): Promise<BrokerEntry[]>
   /** Adds (or replaces) one presence member of the key, owned by this node. `id` is unique per socket. */
   join (topic: BrokerTopic, key: string, id: string, data: string): Promise<void>
   /** Removes one member this node added. */

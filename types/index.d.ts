@@ -44,10 +44,11 @@ declare module 'fastify' {
     websocketTopic<
       Message extends fastifyTypedWebsocket.MessageSchema,
       OffsetField extends string & keyof fastifyTypedWebsocket.StaticOf<Message> = never,
-      Presence extends fastifyTypedWebsocket.MessageSchema | undefined = undefined
-    > (name: string, options: fastifyTypedWebsocket.TopicOptions<Message, OffsetField, Presence>):
+      Presence extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
+      const Name extends string = string
+    > (name: Name, options: fastifyTypedWebsocket.TopicOptions<Message, OffsetField, Presence>):
     fastifyTypedWebsocket.Topic<fastifyTypedWebsocket.StaticOf<Message>, OffsetField,
-        Presence extends fastifyTypedWebsocket.MessageSchema ? fastifyTypedWebsocket.StaticOf<Presence> : never>
+        Presence extends fastifyTypedWebsocket.MessageSchema ? fastifyTypedWebsocket.StaticOf<Presence> : never, Name>
 
     route<
       RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
@@ -55,15 +56,17 @@ declare module 'fastify' {
       const SchemaCompiler extends FastifySchema = FastifySchema,
       Inbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
       Outbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
-      Binary extends boolean = false
+      Binary extends boolean = false,
+      Requests extends fastifyTypedWebsocket.RequestSchemas | undefined = undefined,
+      ClientRequests extends fastifyTypedWebsocket.RequestSchemas | undefined = undefined
     >(
       opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & {
         method: 'GET' | Array<'GET' | 'HEAD'>
         url: string
-        websocket: true | fastifyTypedWebsocket.WebSocketRouteOptions<Inbound, Outbound, Binary,
-          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>
+        websocket: true | fastifyTypedWebsocket.WebSocketRoute<Inbound, Outbound, Binary,
+          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>, Requests, ClientRequests>
         handler: fastifyTypedWebsocket.OpenHandler<fastifyTypedWebsocket.TypedWebSocket<fastifyTypedWebsocket.OutboundOf<Outbound>,
-          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>>
+          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>, fastifyTypedWebsocket.MethodsOf<ClientRequests>>>
       }
     ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>
   }
@@ -82,15 +85,17 @@ declare module 'fastify' {
       const SchemaCompiler extends FastifySchema = FastifySchema,
       Inbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
       Outbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
-      Binary extends boolean = false
+      Binary extends boolean = false,
+      Requests extends fastifyTypedWebsocket.RequestSchemas | undefined = undefined,
+      ClientRequests extends fastifyTypedWebsocket.RequestSchemas | undefined = undefined
     >(
       path: string,
       opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & {
-        websocket: true | fastifyTypedWebsocket.WebSocketRouteOptions<Inbound, Outbound, Binary,
-          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>
+        websocket: true | fastifyTypedWebsocket.WebSocketRoute<Inbound, Outbound, Binary,
+          FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>, Requests, ClientRequests>
       },
       open: fastifyTypedWebsocket.OpenHandler<fastifyTypedWebsocket.TypedWebSocket<fastifyTypedWebsocket.OutboundOf<Outbound>,
-        FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>>>
+        FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>, fastifyTypedWebsocket.MethodsOf<ClientRequests>>>
     ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>
   }
 }
@@ -117,14 +122,85 @@ declare namespace fastifyTypedWebsocket {
 
   export interface SendOptions {
     /** Send as a binary frame; the default is text for strings and objects, binary for Buffers. */
-    binary?: boolean
+    binary?: boolean | undefined
   }
 
   /**
    * The socket every hook receives (Tornado's handler instance).
    * @example await socket.send({ type: 'said', from: 'ann', text: 'hi' })
    */
-  export interface TypedWebSocket<Outbound = unknown, Request = FastifyRequest> {
+  /** One method of `requests` or `clientRequests`: TypeBox schemas of its params, its result and its app errors. */
+  export interface RequestSchema {
+    params?: MessageSchema | undefined
+    result?: MessageSchema | undefined
+    /** App errors by name, each the schema of its `data`; answered with codes from 1 up (see docs/requests.md). */
+    errors?: Record<string, MessageSchema> | undefined
+  }
+  /** A route's `requests` or `clientRequests`: methods by name. */
+  export type RequestSchemas = Record<string, RequestSchema>
+  /** The methods of a `requests` / `clientRequests` option (none when it is absent). */
+  export type MethodsOf<R> = R extends RequestSchemas ? R : Record<never, never>
+  /** What a method takes: its `params` schema's type, else `undefined`. */
+  export type ParamsOf<M> = M extends { params: infer S } ? StaticOf<S> : undefined
+  /** What a method answers: its `result` schema's type, else any JSON value. */
+  export type ResultOf<M> = M extends { result: infer S } ? StaticOf<S> : unknown
+  /** A method's app errors: the type of each one's `data`, by name. */
+  export type ErrorsOf<M> = M extends { errors: infer E } ? { [N in keyof E & string]: StaticOf<E[N]> } : Record<never, never>
+
+  /** The error a request handler throws to answer with a declared app error; made by `socket.requestError()`. */
+  export interface RequestError<Name extends string = string, Data = unknown> extends Error {
+    readonly name: Name
+    readonly data: Data
+  }
+
+  /** The arguments of `socket.requestError()`: a declared app error's name, its data, and a message. */
+  export type RequestErrorArgs<Errors> = { [N in keyof Errors & string]: [name: N, data: Errors[N], message?: string] }[keyof Errors & string]
+
+  /** The third argument of a request handler. */
+  export interface RequestContext {
+    /** The request's id, as the client sent it. */
+    readonly id: string | number
+    readonly method: string
+    /** Aborts when the client cancels (`$/cancelRequest`), the connection closes, or `requestTimeout` passes. */
+    readonly signal: AbortSignal
+  }
+
+  /** The arguments of `socket.call()`: the params (optional for a method that takes none), then the options. */
+  export type CallArgs<Params> = [Params] extends [undefined] ? [params?: undefined, options?: CallOptions] : [params: Params, options?: CallOptions]
+
+  export interface CallOptions {
+    /** Milliseconds to wait for the answer; default the route's `requestTimeout`, else 30000. The cancellation is sent on timeout. */
+    timeout?: number | undefined
+    /** Aborting rejects the call and sends the cancellation. */
+    signal?: AbortSignal | undefined
+  }
+
+  /** The error answer of a request: `code` and `message`, and for a declared app error its `name` and `data`. */
+  export type RemoteErrorOf<M> =
+    | { [N in keyof ErrorsOf<M> & string]: RemoteError & { readonly name: N, readonly data: ErrorsOf<M>[N] } }[keyof ErrorsOf<M> & string]
+    | (RemoteError & { readonly name: 'RemoteError' })
+
+  /** A request handler: returns (or resolves to) the method's result, or throws `socket.requestError()`. */
+  export type RequestHandler<Socket, M> = (this: FastifyInstance, socket: Socket, params: ParamsOf<M>, context: RequestContext) => ResultOf<M> | Promise<ResultOf<M>>
+
+  /** A handler for every method of `requests`. */
+  export type RequestHandlers<Requests, Outbound, Request, ClientRequests> = {
+    [M in keyof Requests]: RequestHandler<TypedWebSocket<Outbound, Request, ClientRequests, ErrorsOf<Requests[M]>>, Requests[M]>
+  }
+
+  export interface TypedWebSocket<Outbound = unknown, Request = FastifyRequest, ClientRequests = Record<never, never>, Errors = Record<never, never>> {
+    /**
+     * Calls one of the route's `clientRequests` on the client (JSON-RPC 2.0) and resolves with its result.
+     * Rejects with a {@link RemoteError} (a client without a handler answers -32601), `FST_WS_REQUEST_TIMEOUT`,
+     * `FST_WS_REQUEST_ABORTED`, `FST_WS_CLOSED` or `FST_WS_INVALID_RESULT`.
+     * @example const ok = await socket.call('confirm', { question: 'Delete the room?' }, { timeout: 30_000 })
+     */
+    call<M extends keyof ClientRequests & string> (method: M, ...args: CallArgs<ParamsOf<ClientRequests[M]>>): Promise<ResultOf<ClientRequests[M]>>
+    /**
+     * In a request handler: the error to throw to answer with one of the method's declared app errors.
+     * @example throw socket.requestError('room_full', { capacity: 10 }, 'the room is full')
+     */
+    requestError (...args: RequestErrorArgs<Errors>): RequestError
     /**
      * Sends an object (serialized from the `outbound` schema), a string (text) or a Buffer (binary).
      * Resolves when the frame is flushed to the network; throws {@link WebSocketClosedError} at once
@@ -187,7 +263,7 @@ declare namespace fastifyTypedWebsocket {
   /** A token bucket per connection: `messages` (and `bytes`) per `interval` ms, which is also the burst allowed. */
   export interface RateLimitOptions {
     messages: number
-    bytes?: number
+    bytes?: number | undefined
     interval: number
     /** `pause`: stop reading until tokens return (TCP backpressure, nothing dropped); `close`: close with 1008 `rate limit exceeded`. */
     action: 'pause' | 'close'
@@ -218,52 +294,56 @@ declare namespace fastifyTypedWebsocket {
   /** Options of the plugin (defaults for every route) and of each route's `websocket` object. */
   export interface WebSocketOptions<Request = FastifyRequest> {
     /** Largest message in bytes, after inflation and across fragments; larger closes with 1009. Default 10 MiB. */
-    maxMessageSize?: number
+    maxMessageSize?: number | undefined
     /** Milliseconds between server pings; `0` turns keepalive off. Default 30000. */
-    pingInterval?: number
+    pingInterval?: number | undefined
     /** Milliseconds to wait for a pong before closing with 1000 `ping timed out`. Default: `pingInterval`. */
-    pingTimeout?: number
+    pingTimeout?: number | undefined
     /** Milliseconds to wait for the peer's close frame before destroying the connection. Default 5000. */
-    closeTimeout?: number
+    closeTimeout?: number | undefined
     /** Default: the Origin's host must be the Host header. `true` allows all; or a list, or a function. */
-    checkOrigin?: true | Array<string | RegExp> | OriginCheck<Request>
+    checkOrigin?: true | Array<string | RegExp> | OriginCheck<Request> | undefined
     /** permessage-deflate: `true` or ws's options. Default `false`. */
-    compression?: boolean | PerMessageDeflateOptions
+    compression?: boolean | PerMessageDeflateOptions | undefined
     /** Bytes queued for a slow reader beyond which the socket is closed with 1008. Default 16 MiB. */
-    maxBufferedAmount?: number
+    maxBufferedAmount?: number | undefined
     /** Messages waiting behind a slow `message` hook before the socket stops reading. Default 1024. */
-    maxPendingMessages?: number
+    maxPendingMessages?: number | undefined
     /**
      * Bytes of received messages not yet handled (waiting, or in an async `message` hook)
      * at which the socket stops reading. Default: `maxMessageSize`.
      */
-    maxPendingBytes?: number
+    maxPendingBytes?: number | undefined
     /** Check outgoing objects against `outbound` before serializing; a mismatch throws `FST_WS_INVALID_OUTBOUND`. Default `true`. */
-    validateOutbound?: boolean
+    validateOutbound?: boolean | undefined
     /**
      * Answer the client's heartbeat (an empty text message, as sent by `fastify-typed-websocket/client`)
      * with an empty text message, before validation and without calling `message`. Default `false`.
      */
-    heartbeat?: boolean
+    heartbeat?: boolean | undefined
     /** Subprotocols the server speaks, most preferred first. */
-    subprotocols?: string[]
+    subprotocols?: string[] | undefined
     /** Picks a subprotocol from those the client offered; return nothing for none. */
-    selectSubprotocol?: SubprotocolSelector<Request>
+    selectSubprotocol?: SubprotocolSelector<Request> | undefined
     /** Open connections allowed: in all for the plugin's option, on the route for a route's. Beyond it an upgrade gets 503 with `Retry-After`. Default: unlimited. */
-    maxConnections?: number
+    maxConnections?: number | undefined
     /** Messages (and bytes) a connection may send per interval. Default: unlimited. */
-    rateLimit?: RateLimitOptions
+    rateLimit?: RateLimitOptions | undefined
+    /** Request handlers that may run at once on a connection; beyond it the socket stops reading (TCP backpressure). Default 16. */
+    maxConcurrentRequests?: number | undefined
+    /** Milliseconds a request handler may take: then its signal aborts and the request is answered -32800. Default: no limit. */
+    requestTimeout?: number | undefined
   }
 
   export interface FastifyTypedWebsocketOptions extends WebSocketOptions {
     /** Where topics publish and subscribe. Default: an in-memory broker, one process. */
-    broker?: Broker
+    broker?: Broker | undefined
     /**
      * Bytes queued, on the whole server, to readers that do not keep up (a frame shared by
      * many sockets, a topic's message, counts once). Past it, the connections holding the most
      * are closed with 1008 `send buffer full` first. A plugin option only. Default 512 MiB.
      */
-    maxBufferedTotal?: number
+    maxBufferedTotal?: number | undefined
   }
 
   export type Broker = import('./broker').Broker
@@ -276,85 +356,117 @@ declare namespace fastifyTypedWebsocket {
     /** The schema every message of the topic matches. */
     message: Message
     /** Messages kept per key for `history()` and recovery with `since`. Default 0. */
-    history?: number
+    history?: number | undefined
     /** Milliseconds a key's history outlives its last publish. Default 600000. */
-    historyTtl?: number
+    historyTtl?: number | undefined
     /** An integer field of the message that the topic sets to the message's offset. */
-    offsetField?: OffsetField
+    offsetField?: OffsetField | undefined
     /** The schema of what a member shows in `presence()`. */
-    presence?: Presence
+    presence?: Presence | undefined
     /** Milliseconds a dead node's members stay in `presence()`. Default 30000. */
-    presenceTtl?: number
+    presenceTtl?: number | undefined
   }
 
-  /** What a socket must be able to send to subscribe: its `outbound` type must hold every message of the topic. */
+  /** Whether a socket's `outbound` type holds every message of a topic (`subscribe` refuses it otherwise). */
   export type CanHold<Socket, Message> = Socket extends TypedWebSocket<infer Outbound, unknown>
-    ? ([Message] extends [Outbound] ? unknown : { 'outbound cannot hold the topic\'s messages': Message })
-    : never
+    ? ([Message] extends [Outbound] ? true : false)
+    : false
+
+  /**
+   * The type of `subscribe`'s `key`: a string when the socket can hold the topic's messages, else
+   * a sentence that the compiler shows as the error ("Argument of type 'string' is not assignable to …").
+   */
+  export type SubscribeKey<Socket, Message, Name extends string> = CanHold<Socket, Message> extends true
+    ? string
+    : `Topic ${string extends Name ? string : `"${Name}"`}: this socket's outbound type cannot hold the topic's messages; add the topic's message schema to the route's outbound (e.g. in a Type.Union)`
 
   export interface SubscribeOptions<Presence> {
     /** The last offset the client saw: messages after it are replayed when history covers them. */
-    since?: number
+    since?: number | undefined
     /** Makes the socket a member of the key, as shown by `presence()`. */
-    presence?: Presence
+    presence?: Presence | undefined
   }
 
   /**
    * A declared topic.
    * @example await rooms.subscribe(socket, 'lobby', { since: 41 }); await rooms.publish('lobby', { type: 'said', text: 'hi' })
    */
-  export interface Topic<Message = unknown, OffsetField extends string = never, Presence = never> {
-    readonly name: string
+  export interface Topic<Message = unknown, OffsetField extends string = never, Presence = never, Name extends string = string> {
+    readonly name: Name
     /** Checks, serializes and frames the message once and delivers it to every subscriber of `key` but `except`. */
     publish (key: string, message: [OffsetField] extends [never] ? Message : Omit<Message, OffsetField>,
-      options?: { except?: TypedWebSocket<unknown, unknown> }): Promise<{ offset: number }>
+      options?: { except?: TypedWebSocket<unknown, unknown> | undefined }): Promise<{ offset: number }>
     /** Subscribes a socket to `key`; with `since`, replays what it missed when `recovered`. */
-    subscribe<Socket extends TypedWebSocket<unknown, unknown>> (socket: Socket & CanHold<Socket, Message>, key: string,
+    subscribe<Socket extends TypedWebSocket<unknown, unknown>> (socket: Socket, key: SubscribeKey<Socket, Message, Name>,
       options?: SubscribeOptions<Presence>): Promise<{ offset: number, recovered: boolean }>
     unsubscribe (socket: TypedWebSocket<unknown, unknown>, key: string): Promise<void>
     /** The sockets of this process subscribed to `key`. */
     subscribers (key: string): ReadonlySet<TypedWebSocket<unknown, unknown>>
     /** Stored messages in offset order: with `since`, the oldest `limit` after it; without, the newest `limit`. */
-    history (key: string, options?: { since?: number, limit?: number }): Promise<Array<{ offset: number, message: Message }>>
+    history (key: string, options?: { since?: number | undefined, limit?: number | undefined }): Promise<Array<{ offset: number, message: Message }>>
     /** One entry per subscribed member socket, on every node. */
     presence (key: string): Promise<Presence[]>
   }
+
+  /** A route's `websocket` object: its options, and a handler for each of its `requests`. */
+  export type WebSocketRoute<
+    Inbound extends MessageSchema | undefined = undefined,
+    Outbound extends MessageSchema | undefined = undefined,
+    Binary extends boolean = false,
+    Request = FastifyRequest,
+    Requests extends RequestSchemas | undefined = undefined,
+    ClientRequests extends RequestSchemas | undefined = undefined
+  > = WebSocketRouteOptions<Inbound, Outbound, Binary, Request, Requests, ClientRequests> & ([Requests] extends [RequestSchemas]
+    ? {
+        /** A handler for every method of `requests`, called with the socket, the checked params and `{ id, method, signal }`. */
+        handlers: RequestHandlers<Requests, OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>
+      }
+    : { handlers?: undefined })
 
   /** A route's `websocket` option: schemas, hooks and option overrides. */
   export interface WebSocketRouteOptions<
     Inbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
     Outbound extends fastifyTypedWebsocket.MessageSchema | undefined = undefined,
     Binary extends boolean = false,
-    Request = FastifyRequest
+    Request = FastifyRequest,
+    Requests extends RequestSchemas | undefined = undefined,
+    ClientRequests extends RequestSchemas | undefined = undefined
   > extends WebSocketOptions<Request> {
+    /**
+     * JSON-RPC 2.0 methods the client may call, each with TypeBox schemas of its params, result and app errors.
+     * @example requests: { join: { params: Type.Object({ room: Type.String() }), result: Type.Object({ members: Type.Array(Type.String()) }) } }
+     */
+    requests?: Requests | undefined
+    /** JSON-RPC 2.0 methods the server may call on the client with `socket.call()`. */
+    clientRequests?: ClientRequests | undefined
     /** Schema of every text message (JSON); a message that fails it never reaches `message`. */
-    inbound?: Inbound
+    inbound?: Inbound | undefined
     /** Schema of the objects `socket.send()` takes; compiled into a serializer. */
-    outbound?: Outbound
+    outbound?: Outbound | undefined
     /** With `inbound`: also accept binary frames, delivered to `message` as Buffers. */
-    binary?: Binary
+    binary?: Binary | undefined
     /**
      * The answer to a plain GET or HEAD without `Upgrade` (instead of the 400), after the same hooks.
      * @example http: (request, reply) => reply.type('text/html').send(page)
      */
-    http?: (this: FastifyInstance, request: Request, reply: FastifyReply) => unknown
+    http?: ((this: FastifyInstance, request: Request, reply: FastifyReply) => unknown) | undefined
     /** Each data message, one at a time per connection, in arrival order. */
-    message?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, msg: InboundOf<Inbound, Binary>) => HookResult
+    message?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, msg: InboundOf<Inbound, Binary>) => HookResult) | undefined
     /** Once, after the connection is gone, if `open` completed: the peer's code and reason, and who closed with what. */
-    close?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, code: number, reason: string, details: CloseDetails) => HookResult
+    close?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, code: number, reason: string, details: CloseDetails) => HookResult) | undefined
     /** A ping arrived (it was already answered). */
-    ping?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult
+    ping?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, data: Buffer) => HookResult) | undefined
     /** A pong arrived. */
-    pong?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, data: Buffer) => HookResult
+    pong?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, data: Buffer) => HookResult) | undefined
     /** `open`, `message`, `ping` or `pong` threw. Default: log and close 1011 `internal error`. */
-    error?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: unknown) => HookResult
+    error?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, err: unknown) => HookResult) | undefined
     /** A text message that is not JSON or fails `inbound`. Default: close 1007 naming the failing path. */
-    invalidMessage?: (this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request>, err: InvalidMessageError, raw: string) => HookResult
+    invalidMessage?: ((this: FastifyInstance, socket: TypedWebSocket<OutboundOf<Outbound>, Request, MethodsOf<ClientRequests>>, err: InvalidMessageError, raw: string) => HookResult) | undefined
   }
 
   export interface InjectWSOptions {
-    headers?: Record<string, string>
-    protocols?: string | string[]
+    headers?: Record<string, string> | undefined
+    protocols?: string | string[] | undefined
   }
 
   /**
@@ -384,6 +496,27 @@ declare namespace fastifyTypedWebsocket {
    * @example if (err instanceof WebSocketClosedError) return
    */
   export const WebSocketClosedError: FastifyErrorConstructor<{ code: 'FST_WS_CLOSED', statusCode: 500 }, [string]>
+
+  /**
+   * The error answer of a JSON-RPC request: `code` and `message`, and for a declared app error its `name` and `data`
+   * (`name` is `'RemoteError'` otherwise).
+   * @example if (err instanceof RemoteError && err.code === -32601) console.log('the client cannot confirm')
+   */
+  export class RemoteError extends Error {
+    constructor (code: number, message: string, data?: unknown, name?: string)
+    readonly code: number
+    readonly data: unknown
+  }
+
+  /** The standard JSON-RPC 2.0 error codes, and -32800 for a cancelled request. */
+  export const RpcCode: {
+    readonly ParseError: -32700
+    readonly InvalidRequest: -32600
+    readonly MethodNotFound: -32601
+    readonly InvalidParams: -32602
+    readonly InternalError: -32603
+    readonly Cancelled: -32800
+  }
 
   /**
    * The plugin: registers the `websocket` route option, `app.websocketClients` and `app.injectWS()`.

@@ -7,9 +7,9 @@ export interface RedisBrokerOptions {
   /** An ioredis client, e.g. `app.redis` from `@fastify/redis`. The broker duplicates it for its own connections. */
   client: Redis
   /** Prepended to every Redis key and channel the broker uses. Default `'fastify-typed-websocket:'`. */
-  prefix?: string
+  prefix?: string | undefined
   /** Milliseconds a call waits for Redis before it rejects with `FST_WS_BROKER_UNAVAILABLE`. Default 5000. */
-  brokerTimeout?: number
+  brokerTimeout?: number | undefined
 }
 
 /**

@@ -4,8 +4,10 @@ import type { TSchema } from '@sinclair/typebox'
 export interface ChatServerOptions {
   /** lifetime of a login token in ms (default 1 hour) */
   tokenTtlMs?: number
-  /** key that signs tokens (default: random, so tokens die with the process; with `redisUrl`, one random key kept in Redis for every node) */
+  /** key that signs tokens (default: with `redisUrl`, one random key kept in Redis for every node; else the key in `secretFile`; else random, so tokens die with the process) */
   secret?: string
+  /** a file that keeps the signing key across restarts, created with a random key when missing (`npm start` uses `examples/chat/.chat-secret`) */
+  secretFile?: string
   /** Redis for several nodes, e.g. `redis://127.0.0.1:6379` (default: none, rooms in memory) */
   redisUrl?: string
   /** how long the members of a node that died stay listed, in ms (default 15 s) */

@@ -23,7 +23,7 @@
 // - the same app on several nodes: with `REDIS_URL`, the topics use `redisBroker` on
 //   `@fastify/redis`, so rooms, history and presence are shared by every node.
 
-const { readFileSync } = require('node:fs')
+const { readFileSync, writeFileSync } = require('node:fs')
 const { dirname, join } = require('node:path')
 const { createHmac, randomBytes, timingSafeEqual } = require('node:crypto')
 const Fastify = require('fastify')
@@ -82,6 +82,25 @@ const clientModule = readFileSync(join(dirname(require.resolve('fastify-typed-we
 
 // A token is `<payload>.<signature>`: the payload (name and expiry) signed with HMAC-SHA256.
 // Nothing is stored on the server, so a restarted server with the same secret accepts it.
+
+/** The signing key kept in `file`; a new random one, written there, when it has none. */
+function keptSecret (file) {
+  try {
+    const kept = readFileSync(file, 'utf8').trim()
+    if (kept !== '') return kept
+  } catch (err) {
+    if (err.code !== 'ENOENT') throw err
+  }
+  const secret = randomBytes(32).toString('base64url')
+  // 'wx': two processes started at once must not overwrite each other's key
+  try {
+    writeFileSync(file, secret + '\n', { mode: 0o600, flag: 'wx' })
+  } catch (err) {
+    if (err.code === 'EEXIST') return keptSecret(file)
+    throw err
+  }
+  return secret
+}
 function signToken (secret, name, expiresAt) {
   const payload = Buffer.from(JSON.stringify({ name, expiresAt })).toString('base64url')
   return `${payload}.${createHmac('sha256', secret).update(payload).digest('base64url')}`
@@ -102,8 +121,11 @@ function verifyToken (secret, token) {
  * Builds the chat app without listening, so that tests can start it on any port.
  * @param {object} [options]
  * @param {number} [options.tokenTtlMs] lifetime of a login token (default 1 hour)
- * @param {string} [options.secret] key that signs tokens (default: random, so tokens die with the
- *   process; with `redisUrl`, one random key kept in Redis and shared by every node)
+ * @param {string} [options.secret] key that signs tokens (default: with `redisUrl`, one random key
+ *   kept in Redis and shared by every node; else the key in `secretFile`; else random, so tokens
+ *   die with the process)
+ * @param {string} [options.secretFile] a file that keeps the signing key across restarts, created
+ *   with a random key when missing (`npm start` uses `examples/chat/.chat-secret`)
  * @param {string} [options.redisUrl] Redis for several nodes (default: none, rooms in memory)
  * @param {number} [options.presenceTtlMs] how long a dead node's members stay listed (default 15 s)
  * @param {number} [options.presenceRefreshMs] how often each node re-sends the members of its rooms (default 5 s)
@@ -145,7 +167,12 @@ async function buildChatServer (options = {}) {
       app.redis.on('ready', () => { app.redis.set('chat:secret', secret, 'NX').catch(() => {}) })
     }
   }
+  if (secret === undefined && options.secretFile !== undefined) secret = keptSecret(options.secretFile)
   secret ??= randomBytes(32).toString('base64url')
+  // In memory, a restarted process numbers every room from 1 again: a page's `since` from the
+  // process before means nothing here, even when it happens to match an id. The page sends the
+  // epoch it last saw (from /config.json) with `since`. On Redis, ids outlive the nodes.
+  const epoch = redisUrl === undefined ? randomBytes(9).toString('base64url') : undefined
   // the AsyncAPI document of the routes below, and its page, at /asyncapi
   await app.register(fastifyTypedWebsocketAsyncapi, {
     info: { title: 'Chat', version: '1.0.0', description: 'Rooms, presence and typed messages over one WebSocket per room.' }
@@ -168,7 +195,7 @@ async function buildChatServer (options = {}) {
   app.get('/app.js', (request, reply) => reply.type('text/javascript; charset=utf-8').send(script))
   app.get('/client.mjs', (request, reply) => reply.type('text/javascript; charset=utf-8').send(clientModule))
   app.get('/favicon.ico', (request, reply) => reply.type('image/svg+xml').send(icon))
-  app.get('/config.json', () => ({ heartbeatIntervalMs, heartbeatTimeoutMs }))
+  app.get('/config.json', () => ({ heartbeatIntervalMs, heartbeatTimeoutMs, epoch }))
 
   // --- login: a name in, a short-lived token out ------------------------------------------
 
@@ -252,14 +279,14 @@ async function buildChatServer (options = {}) {
    * Subscribes the socket to its room. A page that comes back with `since` gets what it
    * missed (`recovered`); otherwise it gets the room's recent history, then the live messages.
    */
-  async function join (socket, room, since, member) {
-    if (since !== undefined) {
+  async function join (socket, room, since, member, sameEpoch) {
+    if (since !== undefined && sameEpoch) {
       const { recovered } = await rooms.subscribe(socket, room, { since, presence: member })
       if (recovered) return
       // too far behind, or the room's past is gone: start again from the recent history
       await rooms.unsubscribe(socket, room)
-      await socket.send({ type: 'reset' })
     }
+    if (since !== undefined) await socket.send({ type: 'reset' })
     const recent = await rooms.history(room, { limit: RECENT })
     for (const { message } of recent) await socket.send(message)
     // `since` the last one sent: whatever was published meanwhile is replayed, in order
@@ -272,7 +299,12 @@ async function buildChatServer (options = {}) {
   app.get('/chat/:room', {
     schema: {
       params: Type.Object({ room: RoomName }),
-      querystring: Type.Object({ token: Type.String(), since: Type.Optional(Type.Integer({ minimum: 0 })) })
+      querystring: Type.Object({
+        token: Type.String(),
+        since: Type.Optional(Type.Integer({ minimum: 0 })),
+        // the server's epoch that `since` belongs to (see /config.json)
+        epoch: Type.Optional(Type.String({ maxLength: 32 }))
+      })
     },
     preValidation: authenticate,
     websocket: {
@@ -316,7 +348,8 @@ async function buildChatServer (options = {}) {
       request.session.expiresAt - Date.now()))
     const room = request.params.room
     await roomEvents.subscribe(socket, room)
-    await join(socket, room, request.query.since, { name: request.session.name })
+    const sameEpoch = epoch === undefined || request.query.epoch === epoch
+    await join(socket, room, request.query.since, { name: request.session.name }, sameEpoch)
     let sockets = localRooms.get(room)
     if (sockets === undefined) localRooms.set(room, sockets = new Set())
     sockets.add(socket)
@@ -332,7 +365,9 @@ if (require.main === module) {
   const port = Number(process.env.PORT ?? 3000)
   const host = process.env.HOST ?? '127.0.0.1'
   const redisUrl = process.env.REDIS_URL || undefined
-  buildChatServer({ secret: process.env.CHAT_SECRET || undefined, redisUrl }).then(async (app) => {
+  // The signing key outlives the process, so a restart logs nobody out.
+  const secretFile = process.env.CHAT_SECRET_FILE || join(__dirname, '.chat-secret')
+  buildChatServer({ secret: process.env.CHAT_SECRET || undefined, secretFile, redisUrl }).then(async (app) => {
     await app.listen({ port, host })
     // one line when Redis goes away and one when it is back, not one per reconnect attempt
     let down = false
@@ -356,7 +391,12 @@ if (require.main === module) {
       })
     }
   }).catch((err) => {
-    console.error(err)
+    if (err.code === 'EADDRINUSE') {
+      console.error(`Port ${port} on ${host} is already in use (another copy of this example, or another server). ` +
+        `Set PORT to a free one, e.g. PORT=${port + 1} npm start`)
+    } else {
+      console.error(err)
+    }
     process.exit(1)
   })
 }

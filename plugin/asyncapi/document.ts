@@ -1,5 +1,6 @@
 import { resolveRouteOptions, type ConnectionOptions } from '../options'
 import { componentKey, SchemaConverter, type Json, type JsonObject } from './schema'
+import { describeMethods } from './requests'
 
 /** A websocket route as `onRoute` saw it. */
 export interface DescribedRoute {
@@ -104,7 +105,9 @@ function closeCodes (options: ReturnType<typeof resolveRouteOptions>, topics: bo
   if (pingInterval > 0) codes.push({ code: 1000, reason: 'ping timed out', when: `no pong within ${pingTimeout} ms of a ping (sent every ${pingInterval} ms)` })
   codes.push({ code: 1001, reason: 'server shutting down', when: 'the server is closing' })
   codes.push({ code: 1002, when: 'a frame that breaks RFC 6455; the reason names the fault' })
-  if (!accepts) codes.push({ code: 1003, reason: 'this endpoint accepts no messages', when: 'any data message' })
+  // (Text on a route with requests is JSON-RPC, answered even when it is not a request.)
+  const rpc = options.requests !== undefined || options.clientRequests !== undefined
+  if (!accepts) codes.push({ code: 1003, reason: 'this endpoint accepts no messages', when: rpc ? 'a binary message' : 'any data message' })
   else if (options.inbound !== undefined && !options.binary) codes.push({ code: 1003, reason: 'binary messages are not accepted', when: 'a binary message' })
   codes.push({
     code: 1007,
@@ -199,6 +202,7 @@ export function buildDocument (input: DocumentInput): JsonObject {
       }
     }
     operations[`${id}.send`] = { action: 'send', channel: { $ref: channelRef }, summary: `Messages the server sends on ${address}`, messages: sent }
+    describeMethods(settings, channelRef, id, add, convert, operations)
   }
 
   for (const topic of topics) {

@@ -15,6 +15,9 @@ let lastTypingSent = 0
 let users = [] // the room's members, as the last presence message listed them
 const typing = new Map() // name -> timer that clears its "typing…"
 let connection = 0 // counts the connections of this client: lines are marked with theirs
+// What this page sent and the server has not echoed yet, oldest first: { text, li }. They stay
+// (marked "sending…") through reconnects, and a refused session sends them after the next login.
+let pending = []
 
 function addLine (className, ...parts) {
   const li = document.createElement('li')
@@ -39,7 +42,17 @@ function showSaid ({ id, from, text, at }) {
   const meta = document.createElement('div')
   meta.className = 'meta'
   meta.append(span('from', from), span('time', time))
-  const li = addLine(from === session.name ? 'said mine' : 'said', meta, span('text', text))
+  // the server has it: the oldest pending line with this text becomes the message, where it stands
+  const waiting = from === session.name ? pending.findIndex((p) => p.text === text) : -1
+  let li
+  if (waiting === -1) {
+    li = addLine(from === session.name ? 'said mine' : 'said', meta, span('text', text))
+  } else {
+    li = pending[waiting].li
+    pending.splice(waiting, 1)
+    li.className = 'said mine'
+    li.replaceChildren(meta, span('text', text))
+  }
   li.dataset.id = String(id)
   li.dataset.connection = String(connection)
   stopTyping(from)
@@ -48,7 +61,11 @@ function showSaid ({ id, from, text, at }) {
 // The server no longer has what this page missed: drop what this connection showed so far
 // (the recent history follows, and holds it), forget the last id, and say so.
 function reset () {
+  // after a restart: learn the new process's epoch, so the next reconnect can resume
+  fetch('/config.json').then((r) => r.json()).then((c) => { if (session !== null) session.epoch = c.epoch }, () => {})
   for (const li of $('messages').querySelectorAll(`li.said[data-connection="${connection}"]`)) li.remove()
+  // still waiting: keep them last, after the history that follows
+  for (const { li } of pending) $('messages').append(li)
   client?.offsets.delete('')
   if ($('messages').children.length > 0) addLine('system', 'Some messages from while you were away are no longer available.')
 }
@@ -114,10 +131,28 @@ function showChat (visible) {
   for (const id of ['who', 'status', 'latency', 'leave']) $(id).hidden = !visible
 }
 
+/** Shows `text` as sent but not yet confirmed, and sends it (now, or once reconnected). */
+function say (text) {
+  client.send({ type: 'say', text })
+  const meta = document.createElement('div')
+  meta.className = 'meta'
+  meta.append(span('time', 'sending…'))
+  pending.push({ text, li: addLine('pending mine', meta, span('text', text)) })
+}
+
+/** Keeps the unsent messages for the next login with the same name and room; says so. */
+function keepPending () {
+  if (pending.length === 0) return ''
+  for (const p of pending) Object.assign(p, { name: session.name, room: session.room, kept: true })
+  const what = pending.length === 1 ? 'Your unsent message is' : `Your ${pending.length} unsent messages are`
+  return ` ${what} sent once you are back in ${session.room}.`
+}
+
 function logout (message) {
   client?.close()
   client = null
   session = null
+  pending = pending.filter((p) => p.kept)
   for (const timer of typing.values()) clearTimeout(timer)
   typing.clear()
   users = []
@@ -138,17 +173,21 @@ async function login (name, room) {
   const body = await response.json().catch(() => ({}))
   if (!response.ok) throw new Error(body.message ?? `login failed (${response.status})`)
   const config = await (await fetch('/config.json')).json()
-  session = { token: body.token, name: body.name, room }
+  session = { token: body.token, name: body.name, room, epoch: config.epoch }
   $('login-error').textContent = ''
   $('room-name').textContent = room
   $('me').textContent = body.name
   $('messages').replaceChildren()
   showChat(true)
+  // messages that a refused session did not get to send: the same name in the same room sends them now
+  const unsent = pending.filter((p) => p.name === body.name && p.room === room).map((p) => p.text)
+  pending = []
 
   client = connect({}, `/chat/${encodeURIComponent(room)}`, {
     // evaluated on every attempt: the current token and the highest message id seen in the
     // room (the client keeps it, from `offsetField`), so a reconnect gets only what was missed
-    query: (c) => ({ token: session.token, since: c.offsets.get('') }),
+    // (and the server's epoch those ids belong to: a restarted server numbers rooms afresh)
+    query: (c) => ({ token: session.token, since: c.offsets.get(''), epoch: session.epoch }),
     offsetField: 'id',
     heartbeat: { interval: config.heartbeatIntervalMs, timeout: config.heartbeatTimeoutMs },
     noReconnect: [TOKEN_EXPIRED]
@@ -159,6 +198,7 @@ async function login (name, room) {
   mine.on('presence', (msg) => showPresence(msg.users))
   mine.on('typing', (msg) => startTyping(msg.name))
   mine.on('error', (msg) => addLine('error', msg.message))
+  for (const text of unsent) say(text)
   mine.on('state', (state, info) => {
     if (mine !== client) return
     showState(state)
@@ -167,9 +207,10 @@ async function login (name, room) {
     } else if (state === 'reconnecting' && info.closeCode !== undefined) {
       $('close-info').textContent = `Connection lost (${info.closeCode}${info.closeReason ? ` ${info.closeReason}` : ''}); reconnecting…`
     } else if (state === 'refused') {
-      logout(info.refusal.status === 401 ? 'Your session has ended. Log in again.' : `The server refused the connection (${info.refusal.status}).`)
+      const message = info.refusal.status === 401 ? 'Your session has ended. Log in again.' : `The server refused the connection (${info.refusal.status}).`
+      logout(message + keepPending())
     } else if (state === 'closed' && info.closeCode === TOKEN_EXPIRED) {
-      logout('Your login has expired (token expired). Log in again.')
+      logout('Your login has expired (token expired). Log in again.' + keepPending())
     }
   })
 }
@@ -188,7 +229,7 @@ $('say-form').addEventListener('submit', (event) => {
   const text = $('text').value.trim()
   if (text === '' || client === null) return
   try {
-    client.send({ type: 'say', text })
+    say(text)
     $('text').value = ''
   } catch (err) {
     addLine('error', err.message)
