@@ -3,6 +3,7 @@
 import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import { closed, connect, deferred, messages, startServer } from './helpers/server'
+import { frame, Opcode, RawClient } from './helpers/raw'
 
 const Inbound = Type.Object({ type: Type.Literal('echo'), n: Type.Integer() })
 
@@ -67,4 +68,19 @@ t.test('heartbeat set plugin-wide applies to every route', async (t) => {
   ws.send('')
   t.strictSame(await answer, [''], 'even a push-only route answers it')
   ws.close()
+})
+
+t.test('a heartbeat that arrives after the server began to close is not answered', async (t) => {
+  const server = await startServer(t, (app) => {
+    app.get('/hb', {
+      websocket: { heartbeat: true, inbound: Inbound, message (socket) { socket.close(4000, 'bye') } }
+    }, () => {})
+  })
+  const raw = await RawClient.open(server.port, '/hb')
+  // The message that makes the server close, and a heartbeat right behind it, in one write.
+  raw.send(Buffer.concat([frame({ opcode: Opcode.Text, payload: JSON.stringify({ type: 'echo', n: 1 }) }), frame({ opcode: Opcode.Text, payload: '' })]))
+  await raw.until(() => raw.close !== undefined, 5000, 'the close frame')
+  t.strictSame(raw.close, { code: 4000, reason: 'bye' })
+  t.equal(raw.frames.filter(f => f.opcode === Opcode.Text).length, 0, 'no answer to the heartbeat')
+  raw.socket.destroy()
 })
