@@ -76,6 +76,7 @@ const HISTORY = 100
 const DEAD_MAX_MS = 120_000
 const RESTART_SETTLE_MS = 20_000
 const REDIS_DOWN_MS = 1000
+const MIN_FIT_MINUTES = 2
 
 // Per server, growth per minute at a constant number of connections. A leak of one object per
 // churned connection is what these must catch: the run churns about 4,000 connections a minute,
@@ -119,6 +120,8 @@ const stats = {
 }
 const restarts = [] // { killStart, killDone, ready }
 let stopping = false
+// Connections opened per minute after warm-up, to put the heap slope per connection.
+const churn = { from: null, perMinute: null }
 
 function fail (what) {
   if (failures.length < 200) failures.push(what)
@@ -603,6 +606,7 @@ async function main () {
   while (Date.now() < deadline && failures.length === 0) {
     await sleep(Math.min(SAMPLE_MS, Math.max(0, deadline - Date.now())))
     await sample(nodes, redis, samples)
+    if (churn.from === null && minutes() >= WARMUP) churn.from = { at: Date.now(), connects: stats.connects }
     if (Date.now() - started >= nextProgress) {
       nextProgress += progressEvery
       const open = nodes.map((n) => `${n.name} ${n.latest?.clients ?? '?'} open, heap ${((n.latest?.heap ?? 0) / 1048576).toFixed(0)} MB`).join('; ')
@@ -611,6 +615,7 @@ async function main () {
   }
 
   // Stop the load, then every server must let go of everything.
+  if (churn.from !== null) churn.perMinute = (stats.connects - churn.from.connects) / minutes(Date.now() - churn.from.at + started)
   stopping = true
   for (const timer of ramp) clearTimeout(timer)
   clearInterval(restartTimer)
@@ -652,9 +657,11 @@ async function main () {
       !restarts.some((x) => r.at >= x.killStart && r.at <= (x.ready ?? Infinity) + RESTART_SETTLE_MS))
     for (const [field, threshold] of Object.entries(THRESHOLDS)) {
       const slope = fit(steady, field)
+      // Under two minutes after warm-up, a slope says more about noise than about growth.
+      const judged = steady.length > 0 && steady[steady.length - 1].t - steady[0].t >= MIN_FIT_MINUTES
       const values = steady.map((r) => r[field]).filter((v) => v !== null)
       const all = samples[node.name].filter((r) => r.t <= MINUTES).map((r) => r[field]).filter((v) => v !== null)
-      const ok = slope === null || threshold.limit === null ? null : slope <= threshold.limit
+      const ok = slope === null || threshold.limit === null || !judged ? null : slope <= threshold.limit
       if (ok === false) fail(`server ${node.name}: ${field} grows ${(slope * threshold.scale).toFixed(3)}${threshold.unit}/min after warm-up (limit ${(threshold.limit * threshold.scale).toFixed(0)}${threshold.unit}/min)`)
       rows.push({
         node: node.name,
@@ -690,12 +697,16 @@ function report (rows, nodes, samples, drained, presenceLeft) {
   out.push(`soak summary: ${minutes().toFixed(1)} min, ${restarts.length} Redis restarts, warm-up ${WARMUP.toFixed(1)} min, ` +
     `${nodes.map((n) => `${steadyCount(n.name)} samples of ${n.name} after it`).join(', ')}`)
   out.push('')
-  out.push('node  figure        after warm-up      end     peak   slope/min (at constant connections)   limit   ')
+  out.push('node  figure       after warm-up       end      peak  slope/min     limit')
   for (const r of rows) {
     const unit = r.threshold.unit
-    const slope = r.slope === null ? '        -' : pad((r.slope * r.threshold.scale).toFixed(r.threshold.scale === 1 ? 2 : 3) + unit, 9)
-    out.push(`${r.node.padEnd(5)} ${r.field.padEnd(12)} ${pad(fmt(r.first, r.threshold) + unit, 14)} ${pad(fmt(r.last, r.threshold) + unit, 8)} ${pad(fmt(r.peak, r.threshold) + unit, 8)}   ${slope}${' '.repeat(28)}  ${pad(r.threshold.limit === null ? '-' : (r.threshold.limit * r.threshold.scale).toFixed(0) + unit, 6)}  ${r.threshold.limit === null ? '' : r.ok === null ? 'too few samples' : r.ok ? 'ok' : 'GROWS'}`)
+    const slope = r.slope === null ? '-' : (r.slope * r.threshold.scale).toFixed(r.threshold.scale === 1 ? 2 : 3) + unit
+    const limit = r.threshold.limit === null ? '-' : (r.threshold.limit * r.threshold.scale).toFixed(0) + unit
+    const verdict = r.threshold.limit === null ? '' : r.ok === null ? 'not judged' : r.ok ? 'ok' : 'GROWS'
+    out.push(`${r.node.padEnd(5)} ${r.field.padEnd(12)} ${pad(fmt(r.first, r.threshold) + unit, 13)} ${pad(fmt(r.last, r.threshold) + unit, 9)} ${pad(fmt(r.peak, r.threshold) + unit, 9)} ${pad(slope, 10)} ${pad(limit, 9)}  ${verdict}`)
   }
+  out.push(`(slope: least squares over the samples after warm-up, without the ${RESTART_SETTLE_MS / 1000} s after each Redis restart, ` +
+    `at a constant number of open connections; judged over ${MIN_FIT_MINUTES} min or more; peak: the whole run)`)
   const closes = {}
   const publishes = { ok: 0, failed: 0 }
   for (const node of nodes) {
@@ -709,7 +720,13 @@ function report (rows, nodes, samples, drained, presenceLeft) {
   const median = sortedCut.length === 0 ? '-' : (sortedCut[Math.floor(sortedCut.length / 2)] / 1000).toFixed(1)
   const top = (counts) => Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([label, n]) => `${label}: ${n}`).join(', ')
   out.push('')
-  out.push(`connections opened        ${stats.connects} (${stats.refused} refused at the handshake)`)
+  out.push(`connections opened        ${stats.connects} (${stats.refused} refused at the handshake)` +
+    (churn.perMinute === null ? '' : `, ${churn.perMinute.toFixed(0)} a minute after warm-up`))
+  if (churn.perMinute !== null) {
+    const perConnection = rows.filter((r) => r.field === 'heap' && r.slope !== null)
+      .map((r) => `${r.node} ${(r.slope / churn.perMinute).toFixed(1)} B`).join(', ')
+    out.push(`heap slope per connection ${perConnection} (slope / connections opened per minute)`)
+  }
   out.push(`messages published        ${publishes.ok} accepted, ${publishes.failed} rejected (FST_WS_BROKER_UNAVAILABLE: Redis down or slow)`)
   out.push(`messages delivered        ${stats.delivered} (${top(stats.deliveredByKind)}), every one checked in offset order`)
   out.push(`resumes with since        ${stats.recovered} recovered, ${stats.notRecovered} not (${stats.notRecoveredExplained} beyond history or across a Redis restart)`)
