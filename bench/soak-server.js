@@ -60,10 +60,16 @@ async function main () {
   })
   async function handler (socket, request) {
     const { since, name, id } = request.query
-    const { offset, recovered } = await rooms.subscribe(socket, request.params.room, { since, presence: { name } })
-    // At once: live messages of the room follow right behind.
-    socket.send({ type: 'hello', offset, recovered }).catch(() => {})
-    await inbox.subscribe(socket, id)
+    try {
+      const { offset, recovered } = await rooms.subscribe(socket, request.params.room, { since, presence: { name } })
+      // At once: live messages of the room follow right behind.
+      socket.send({ type: 'hello', offset, recovered }).catch(() => {})
+      await inbox.subscribe(socket, id)
+    } catch (err) {
+      // The plugin closes it with 1011; its close hook does not run, as open did not complete.
+      if (id.startsWith('dead-')) deadClosed.set(id, `1011 open failed (${err.code ?? err.message})`)
+      throw err
+    }
   }
   const schema = { params: Type.Object({ room: Type.String() }), querystring: Query }
   app.get('/rooms/:room', { schema, websocket: websocket(false) }, handler)

@@ -77,6 +77,8 @@ const DEAD_MAX_MS = 120_000
 const RESTART_SETTLE_MS = 20_000
 const REDIS_DOWN_MS = 1000
 const MIN_FIT_MINUTES = 2
+const STALL_MS = 15_000
+const HISTORY_BOUNDARY = 10
 
 // Per server, growth per minute at a constant number of connections. A leak of one object per
 // churned connection is what these must catch: the run churns about 4,000 connections a minute,
@@ -109,11 +111,13 @@ const stats = {
   recovered: 0,
   notRecovered: 0,
   notRecoveredExplained: 0,
+  notRecoveredBoundary: 0,
   resync1012: 0,
   acrossRestart: 0,
   heartbeatsSent: 0,
   heartbeatsAnswered: 0,
   deadStarted: 0,
+  deadNoHandshake: 0,
   deadCut: 0,
   dead1012: 0,
   cutMs: []
@@ -224,8 +228,18 @@ class Reader {
     this.lastAt = 0 // when that message arrived (local clock)
     this.lastPublishedAt = 0 // its `at`: when the node published it
     this.ws = null
+    this.live = null // the connection, once its hello came
     this.timers = new Set()
     stats.deliveredByKind[kind] ??= 0
+  }
+
+  /** Every room gets 2 messages a second, the flood key 40: 15 s of silence is a delivery that stopped. */
+  stalled () {
+    if (this.live === null || this.kind === 'slow' || this.live.readyState !== WebSocket.OPEN) return
+    const now = Date.now()
+    if (now - this.lastAt < STALL_MS || restartBetween(now - STALL_MS, now, 10_000)) return
+    fail(`${this.id} (${this.kind}, ${this.key}): no message for ${((now - this.lastAt) / 1000).toFixed(0)} s, last offset ${this.last}, no Redis restart near`)
+    this.lastAt = now
   }
 
   later (ms, fn) {
@@ -338,6 +352,7 @@ class Reader {
         return
       }
       this.hello(node, since, message)
+      this.live = ws
       const recovered = message.recovered && since !== null
       next = recovered ? since + 1 : message.offset + 1
       this.last = next - 1
@@ -347,6 +362,7 @@ class Reader {
       for (const m of early.splice(0)) check(m)
     })
     ws.on('close', (code, reason) => {
+      if (this.live === ws) this.live = null
       if (heartbeat !== undefined) this.clear(heartbeat)
       const label = `${code} ${reason}`.trim()
       stats.clientCloses[label] = (stats.clientCloses[label] ?? 0) + 1
@@ -373,6 +389,12 @@ class Reader {
     const explained = message.offset - since > HISTORY || restartBetween(this.lastAt - 1000, Date.now())
     if (explained) {
       stats.notRecoveredExplained++
+      return
+    }
+    // The hello's offset is where the subscription took effect; history is read just after it,
+    // and what was published meanwhile (the flood key gets 40 a second) pushes the oldest out.
+    if (message.offset - since > HISTORY - HISTORY_BOUNDARY) {
+      stats.notRecoveredBoundary++
       return
     }
     fail(`${this.id} on ${node.name} (${this.kind}, ${this.key}): resumed with since=${since} at offset ${message.offset} ` +
@@ -421,7 +443,17 @@ class DeadReader {
       response.resume()
       this.again()
     })
-    ws.once('open', () => ws.pause())
+    let opened = false
+    ws.once('open', () => {
+      opened = true
+      ws.pause()
+    })
+    // Paused, it sees nothing the server sends: a close here is a handshake that failed.
+    ws.once('close', () => {
+      if (opened || this.ws !== ws) return
+      stats.deadNoHandshake++
+      this.again()
+    })
   }
 
   /** The server's word on this reader, from /closed. */
@@ -598,9 +630,11 @@ async function main () {
       } catch {}
     }
     for (const d of dead) d.overdue()
+    for (const r of readers) r.stalled()
   }, 2000)
 
-  const progressEvery = Math.max(60_000, Math.round(DURATION / 10))
+  // Not a multiple of the restart period: a progress line right after each restart would show only the reconnect storm.
+  const progressEvery = Math.max(60_000, Math.round(DURATION / 11))
   let nextProgress = progressEvery
   const deadline = started + DURATION
   while (Date.now() < deadline && failures.length === 0) {
@@ -681,6 +715,9 @@ async function main () {
   await Promise.all(nodes.map((node) => stop(node.child, 'SIGTERM')))
   await stop(redisServer)
   log.end()
+  const dump = logFile.replace(/\.log$/, '.json')
+  fs.writeFileSync(dump, JSON.stringify({ started, minutes: MINUTES, warmup: WARMUP, restarts, samples, stats: { ...stats, cutMs: undefined }, failures }))
+  process.stdout.write(`samples in ${dump}\n`)
 
   report(rows, nodes, samples, drained, presenceLeft)
 }
@@ -729,9 +766,10 @@ function report (rows, nodes, samples, drained, presenceLeft) {
   }
   out.push(`messages published        ${publishes.ok} accepted, ${publishes.failed} rejected (FST_WS_BROKER_UNAVAILABLE: Redis down or slow)`)
   out.push(`messages delivered        ${stats.delivered} (${top(stats.deliveredByKind)}), every one checked in offset order`)
-  out.push(`resumes with since        ${stats.recovered} recovered, ${stats.notRecovered} not (${stats.notRecoveredExplained} beyond history or across a Redis restart)`)
+  out.push(`resumes with since        ${stats.recovered} recovered, ${stats.notRecovered} not (${stats.notRecoveredExplained} beyond history or across a Redis restart, ` +
+    `${stats.notRecoveredBoundary} within ${HISTORY_BOUNDARY} of the history's length)`)
   out.push(`1012 missed messages      ${stats.resync1012} at the clients (then resynchronised without since)`)
-  out.push(`dead readers              ${stats.deadStarted} started, ${stats.deadCut} cut with 1008 send buffer full (median ${median} s), ${stats.dead1012} closed by a Redis restart first`)
+  out.push(`dead readers              ${stats.deadStarted} started, ${stats.deadCut} cut with 1008 send buffer full (median ${median} s), ${stats.dead1012} closed by a Redis restart first (1012, or 1011 when it came during the outage), ${stats.deadNoHandshake} handshakes failed`)
   out.push(`heartbeats                ${stats.heartbeatsSent} sent, ${stats.heartbeatsAnswered} answered`)
   out.push(`closes seen by clients    ${top(stats.clientCloses)}`)
   out.push(`closes at the servers      ${top(closes)} (the server's code where it closed, else the peer's)`)
