@@ -28,13 +28,14 @@
  */
 export const PUBLISH_SCRIPT = `
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-local epoch
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if offset == 1 then
-  epoch = ARGV[8]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  -- A new state, or one a subscriber created (an epoch without offsets yet).
+  if not epoch then
+    epoch = ARGV[8]
+    redis.call('HSET', KEYS[1], 'epoch', epoch)
+  end
   redis.call('DEL', KEYS[2])
-else
-  epoch = redis.call('HGET', KEYS[1], 'epoch')
 end
 local data = ARGV[4]
 if ARGV[2] == '1' then data = ARGV[3] .. offset .. ARGV[4] end
@@ -50,4 +51,17 @@ else
   redis.call('PUBLISH', ARGV[1], epoch .. ':' .. offset .. ':~' .. ARGV[9] .. ':' .. data)
 end
 return { offset, epoch }
+`
+
+/**
+ * KEYS: state hash. ARGV: epoch for a new state, state TTL (ms). Returns
+ * [offset, epoch]. A key nobody published to yet gets its epoch now, so that a
+ * subscriber can tell, after Redis restarted empty, that the first messages it
+ * was waiting for were lost with it.
+ */
+export const SUBSCRIBE_SCRIPT = `
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('HMGET', KEYS[1], 'offset', 'epoch')
 `

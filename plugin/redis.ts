@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Redis, RedisOptions } from 'ioredis'
 import type { Broker, BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from './broker'
 import { FST_WS_BROKER_UNAVAILABLE, FST_WS_INVALID_OPTION } from './errors'
-import { PUBLISH_SCRIPT } from './redis-scripts'
+import { PUBLISH_SCRIPT, SUBSCRIBE_SCRIPT } from './redis-scripts'
 
 export interface RedisBrokerOptions {
   client: Redis
@@ -32,6 +32,7 @@ const CONNECTION: Partial<RedisOptions> = {
 }
 
 const PUBLISH_SHA = createHash('sha1').update(PUBLISH_SCRIPT).digest('hex')
+const SUBSCRIBE_SHA = createHash('sha1').update(SUBSCRIBE_SCRIPT).digest('hex')
 
 interface Subscription {
   topic: string
@@ -108,14 +109,7 @@ class RedisBroker implements Broker {
       2, base + ':s', base + ':h', base, message.head === undefined ? '0' : '1', message.head ?? '', message.body,
       topic.history, topic.historyTtl, stateTtl, randomBytes(8).toString('hex'), message.tag ?? ''
     ]
-    const reply = await this.#command('publish', async (redis) => {
-      try {
-        return await redis.call('EVALSHA', PUBLISH_SHA, ...args)
-      } catch (err) {
-        if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
-        return await redis.call('EVAL', PUBLISH_SCRIPT, ...args)
-      }
-    }) as [number, string]
+    const reply = await this.#command('publish', (redis) => evalScript(redis, PUBLISH_SHA, PUBLISH_SCRIPT, args)) as [number, string]
     return reply[0]
   }
 
@@ -132,9 +126,11 @@ class RedisBroker implements Broker {
     try {
       // The channel first, then the offset: whatever is published after the read arrives live.
       await this.#command('subscribe', (redis) => redis.subscribe(base), this.#subscriber)
-      const state = await this.#state(base)
-      sub.last = state.offset
-      sub.epoch = state.epoch
+      // The key gets an epoch if it had none: a Redis that restarts before its first message reaches us is noticed.
+      const args = [1, base + ':s', randomBytes(8).toString('hex'), Math.max(topic.historyTtl, MIN_STATE_TTL)]
+      const [offset, epoch] = await this.#command('subscribe', (redis) => evalScript(redis, SUBSCRIBE_SHA, SUBSCRIBE_SCRIPT, args)) as [string | null, string]
+      sub.last = offset === null ? 0 : Number(offset)
+      sub.epoch = epoch
     } catch (err) {
       this.#subscriptions.delete(base)
       this.#subscriber?.unsubscribe(base).catch(() => {})
@@ -410,4 +406,14 @@ export function redisBroker (options: RedisBrokerOptions): Broker {
     throw new FST_WS_INVALID_OPTION('redisBroker', 'brokerTimeout must be a positive integer of milliseconds')
   }
   return new RedisBroker(options)
+}
+
+/** Runs a script by its hash, loading it once when Redis does not know it (after a restart or a SCRIPT FLUSH). */
+async function evalScript (redis: Redis, sha: string, script: string, args: Array<string | number>): Promise<unknown> {
+  try {
+    return await redis.call('EVALSHA', sha, ...args)
+  } catch (err) {
+    if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
+    return await redis.call('EVAL', script, ...args)
+  }
 }

@@ -330,3 +330,20 @@ t.test('latest: the key\'s offset at Redis, whatever this node has received', as
   await b.broker.publish(rooms, 'fresh', said('two'))
   t.equal(await a.broker.latest?.(rooms, 'fresh'), 2)
 })
+
+t.test('Redis restarts empty after a key\'s first messages were accepted but before any node got them: its subscribers hear lost', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis, { brokerTimeout: 2000 })
+  t.equal(await a.broker.subscribe(bare, 'first'), 0, 'subscribed before anything was published')
+  // The key's first publish runs in Redis, but its message goes out on a channel nobody reads:
+  // as when Redis dies between running the script and the message reaching the nodes.
+  const admin = new Redis(redis.port, '127.0.0.1')
+  const base = 'fastify-typed-websocket:4:bare:first'
+  t.strictSame((await admin.call('EVAL', PUBLISH_SCRIPT, 2, base + ':s', base + ':h', 'nowhere', '0', '', '{}', 0, 60_000, 60_000, 'e', '') as [number, string])[0], 1)
+  admin.disconnect()
+  await redis.kill()
+  await redis.restart()
+  await until(() => a.sink.lost.length === 1, 15_000)
+  t.match(a.sink.lost, [{ topic: 'bare', key: 'first' }], 'the message that never arrived is reported, not lost silently')
+  t.same(a.sink.delivered, [])
+})

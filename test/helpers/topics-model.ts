@@ -30,14 +30,12 @@ export function runSettings (defaultRuns: number, fixedSeed: number, budget: num
   return { numRuns, seed, path, interruptAfterTimeLimit: budget * Math.max(1, numRuns / defaultRuns) }
 }
 
-/**
- * A blip right after the first messages of a key, before the nodes got them: a node that never
- * saw the key's epoch finds the emptied Redis "unchanged", and its subscribers got neither the
- * messages nor 1012 (seen under load: FC_SEED=1006372250 FC_RUNS=300
- * FC_PATH=258:11:2:0:6:17:8:7:3:7:11:2:3:7:2:5, more often with a brokerTimeout of 300). Until
- * that is fixed the model lets deliveries arrive before a blip; FC_KNOWN_BUGS=1 does not wait.
+/*
+ * A blip may come right after the first messages of a key, before the nodes got them (found
+ * by this model: FC_SEED=1006372250 FC_RUNS=300 FC_PATH=258:11:2:0:6:17:8:7:3:7:11:2:3:7:2:5):
+ * a key gets its epoch when it is first subscribed, so a node notices the emptied Redis and
+ * its subscribers get 1012 rather than nothing.
  */
-const KNOWN_BUGS = process.env.FC_KNOWN_BUGS === '1'
 
 export const ROOM_KEYS = ['a', 'b', 'c']
 // Keys only ever asked about (history, presence, unsubscribe): they must never be held.
@@ -640,7 +638,6 @@ export class TopicsModel {
     const blip = this.broker.blip
     if (blip === undefined) return
     const open = this.clients.find((c) => !c.closed && !c.remote)
-    if (!KNOWN_BUGS) for (const client of this.clients.filter((c) => !c.closed)) await this.delivered(client)
     const done = await blip(async () => {
       await rejectsWith(this.broker.nodes[0].rooms.publish('a', { type: 'said', key: 'a', text: 'down' }), 'FST_WS_BROKER_UNAVAILABLE', 'a publish while Redis is down')
       if (open !== undefined) {
@@ -649,11 +646,11 @@ export class TopicsModel {
     })
     if (!done) return
     stats.blips++
-    // Redis came back empty: every key it held is lost; the subscribers of a key that had
-    // messages are closed with 1012; offsets start again.
+    // Redis came back empty: every key it held is lost, those only subscribed to as well (a
+    // message may have been on its way); their subscribers are closed with 1012; offsets start again.
     const lost = new Set<Client>()
     for (const k of this.keys.values()) {
-      if (k.offset > 0) for (const c of k.subscribers) if (!c.closed) lost.add(c)
+      for (const c of k.subscribers) if (!c.closed) lost.add(c)
     }
     await until(() => [...lost].every((c) => !c.server.isOpen), 15_000, 'the subscribers of lost keys to be closed with 1012')
     for (const k of this.keys.values()) {
