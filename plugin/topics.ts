@@ -3,7 +3,7 @@ import type { ErrorObject, ValidateFunction } from 'ajv'
 import fastJson from 'fast-json-stringify'
 import WebSocket from 'ws'
 import type { Broker, BrokerEntry, BrokerSink, BrokerTopic } from './broker'
-import { CloseCode } from './close-codes'
+import { CloseCode, CloseReason } from './close-codes'
 import { publishChannel } from './diagnostics'
 import { createAjv, explainValidation } from './codec'
 import { buildFrame } from './internals'
@@ -332,7 +332,7 @@ export class Topic {
     const state = this.#keys.get(key)
     if (state === undefined) return
     state.offset = offset
-    for (const socket of state.sockets.keys()) socket.close(CloseCode.ServiceRestart, 'missed messages')
+    for (const socket of state.sockets.keys()) socket.close(CloseCode.ServiceRestart, CloseReason.MissedMessages)
   }
 
   async unsubscribe (socket: WebSocketConnection, key: string): Promise<void> {

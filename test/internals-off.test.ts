@@ -2,7 +2,7 @@
 // pings, topics, slow readers, protocol errors and lifecycle logging work on the public API.
 import t from 'tap'
 import './helpers/internals-off'
-import { currentLayout, logControllerOf } from '../plugin/internals'
+import { currentLayout, requestLogGateOf } from '../plugin/internals'
 import { closed, connect, startServer } from './helpers/server'
 import { exercise, layoutServer, warnings } from './helpers/internals'
 
@@ -35,7 +35,7 @@ t.test('lifecycle logging follows disableRequestLogging, not Fastify\'s log cont
   const server = await startServer(t, (app) => {
     app.get('/ws', { websocket: true }, () => {})
   }, { fastify: { disableRequestLogging: true } })
-  t.equal(logControllerOf(server.app), null)
+  t.equal(requestLogGateOf(server.app), null)
   const ws = await connect(server.url('/ws'))
   ws.close()
   await closed(ws)
