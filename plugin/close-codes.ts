@@ -1,3 +1,5 @@
+import type { CloseCode as PublicCloseCode } from '../types'
+
 /**
  * The close codes of RFC 6455 section 7.4.1, by name.
  * @example socket.close(CloseCode.PolicyViolation, 'quota exceeded')
@@ -17,7 +19,7 @@ export const CloseCode = Object.freeze({
   ServiceRestart: 1012,
   TryAgainLater: 1013,
   BadGateway: 1014
-} as const)
+} as const) satisfies typeof PublicCloseCode
 
 /**
  * The reasons this package closes a connection with, by name: the server's

@@ -7,6 +7,7 @@ import type { Codec } from './codec'
 import { FST_WS_UNKNOWN_METHOD, WebSocketClosedError } from './errors'
 import { keepaliveNow, kKeepaliveClock, kKeepaliveDue, kOnKeepalive, type KeepaliveClock, type KeepaliveMember } from './keepalive'
 import type { ConnectionOptions, Handler, HandlerName } from './options'
+import type { SendOptions } from '../types'
 import { closeChannel, openChannel } from './diagnostics'
 import { closeDetails, logsLifecycle, type CloseDetails, type ClosedBy, type WireCount } from './lifecycle-log'
 import { TokenBucket } from './rate-limit'
@@ -51,9 +52,7 @@ export interface Registry {
   finished (socket: WebSocketConnection): void
 }
 
-export interface SendOptions {
-  binary?: boolean
-}
+export type { SendOptions } from '../types'
 
 /**
  * One accepted WebSocket, the `socket` every hook receives: Tornado's handler
