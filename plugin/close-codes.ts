@@ -1,4 +1,4 @@
-import type { CloseCode as PublicCloseCode } from '../types'
+import type { CloseCode as PublicCloseCode, CloseReason as PublicCloseReason } from '../types'
 
 /**
  * The close codes of RFC 6455 section 7.4.1, by name.
@@ -47,7 +47,7 @@ export const CloseReason = Object.freeze({
   MissedMessages: 'missed messages',
   /** The client's own (1006): no answer to its heartbeat in time. */
   HeartbeatTimeout: 'heartbeat timed out'
-} as const)
+} as const) satisfies typeof PublicCloseReason
 
 // A close frame's payload is at most 125 bytes, two of which hold the code.
 export const MAX_REASON_BYTES = 123

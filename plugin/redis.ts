@@ -7,6 +7,7 @@ import { redisDefaults } from './defaults'
 import type { RedisBrokerOptions } from '../types/redis'
 
 export type { RedisBrokerOptions } from '../types/redis'
+export { FST_WS_BROKER_UNAVAILABLE } from './errors'
 
 // The offset of a key outlives its history, so offsets keep increasing while
 // subscribers still hold old ones; a day covers a room that falls quiet overnight.
