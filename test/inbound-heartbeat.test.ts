@@ -3,6 +3,7 @@
 import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import { closed, connect, deferred, messages, startServer } from './helpers/server'
+import { RawClient, Opcode, frame } from './helpers/raw'
 
 const Inbound = Type.Object({ type: Type.Literal('echo'), n: Type.Integer() })
 
@@ -67,4 +68,18 @@ t.test('heartbeat set plugin-wide applies to every route', async (t) => {
   ws.send('')
   t.strictSame(await answer, [''], 'even a push-only route answers it')
   ws.close()
+})
+
+t.test('a heartbeat that arrives after the server began closing is not answered', async (t) => {
+  const server = await startServer(t, (app) => {
+    app.get('/ws', {
+      websocket: { heartbeat: true, message (socket) { socket.close(1000, 'bye') } }
+    }, function open () {})
+  })
+  const client = await RawClient.open(server.port, '/ws')
+  t.teardown(() => client.destroy())
+  // One write: ws reads the heartbeat in the same turn as the message that closes.
+  client.send(Buffer.concat([frame({ opcode: Opcode.Text, payload: 'go' }), frame({ opcode: Opcode.Text, payload: '' })]))
+  t.same(await client.closing(), { code: 1000, reason: 'bye' })
+  t.same(client.frames.map(f => f.opcode), [Opcode.Close], 'the close frame, and no answer')
 })

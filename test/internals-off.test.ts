@@ -3,7 +3,7 @@
 import t from 'tap'
 import './helpers/internals-off'
 import { currentLayout, requestLogGateOf } from '../plugin/internals'
-import { closed, connect, startServer } from './helpers/server'
+import { closed, connect, startServer, until } from './helpers/server'
 import { exercise, layoutServer, warnings } from './helpers/internals'
 
 const version = (require('ws/package.json') as { version: string }).version
@@ -40,4 +40,17 @@ t.test('lifecycle logging follows disableRequestLogging, not Fastify\'s log cont
   ws.close()
   await closed(ws)
   t.equal(server.logs.filter(l => l.msg === 'websocket opened' || l.msg === 'websocket closed').length, 0)
+})
+
+t.test('a pong from the client reaches the pong hook and answers keepalive', async (t) => {
+  const pongs: string[] = []
+  const server = await startServer(t, (app) => {
+    app.get('/ws', { websocket: { pong (_socket, data) { pongs.push(data.toString()) } } }, () => {})
+  })
+  const ws = await connect(server.url('/ws'))
+  ws.pong('unsolicited')
+  await until(() => pongs.length === 1, 5000, 'the pong hook')
+  t.same(pongs, ['unsolicited'])
+  ws.close()
+  await closed(ws)
 })
