@@ -60,6 +60,6 @@ export function truncateReason (reason: string): string {
   if (bytes.length <= MAX_REASON_BYTES) return reason
   let end = MAX_REASON_BYTES
   // Step back over continuation bytes (10xxxxxx) to the start of a character.
-  while ((bytes[end] & 0xc0) === 0x80) end--
+  while (((bytes[end] as number) & 0xc0) === 0x80) end--
   return bytes.toString('utf8', 0, end)
 }
