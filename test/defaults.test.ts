@@ -68,3 +68,22 @@ t.test('the tables are frozen, and resolving options starts from them', async (t
   t.strictSame(resolvePluginOptions(undefined), { ...connectionDefaults })
   t.equal(resolvePluginOptions({ pingInterval: 1000 }).pingTimeout, 1000, 'pingTimeout follows a pingInterval given')
 })
+
+t.test('the declarations (types/index.d.ts) state the same defaults', async (t) => {
+  const source = readFileSync(join(__dirname, '..', 'types', 'index.d.ts'), 'utf8')
+  const table: Record<string, unknown> = { ...connectionDefaults, ...pluginDefaults }
+  for (const [name, value] of Object.entries(table)) {
+    // The doc comment right before the option's declaration.
+    const found = new RegExp(`/\\*\\*((?:(?!\\*/)[\\s\\S])*)\\*/\\s*${name}\\?:`).exec(source)
+    t.ok(found, `${name} is declared with a doc comment`)
+    const doc = (found?.[1] ?? '').replace(/\s*\n\s*\*\s*/g, ' ')
+    const stated = /Default:? ([^.]+)\./.exec(doc)?.[1]
+    if (name in described) {
+      // Off or following another option: said in words, never as a number.
+      t.ok(stated !== undefined && !/^\d/.test(stated), `${name}: "${stated}" (no value of its own)`)
+      continue
+    }
+    const expected = typeof value === 'boolean' ? `\`${String(value)}\`` : bytes.has(name) ? `${value as number / MiB} MiB` : String(value)
+    t.equal(stated, expected, `${name}: Default ${expected}`)
+  }
+})

@@ -321,9 +321,9 @@ declare namespace fastifyTypedWebsocket {
      * with an empty text message, before validation and without calling `message`. Default `false`.
      */
     heartbeat?: boolean | undefined
-    /** Subprotocols the server speaks, most preferred first. */
+    /** Subprotocols the server speaks, most preferred first. Default: none. */
     subprotocols?: string[] | undefined
-    /** Picks a subprotocol from those the client offered; return nothing for none. */
+    /** Picks a subprotocol from those the client offered; return nothing for none. Default: none. */
     selectSubprotocol?: SubprotocolSelector<Request> | undefined
     /** Open connections allowed: in all for the plugin's option, on the route for a route's. Beyond it an upgrade gets 503 with `Retry-After`. Default: unlimited. */
     maxConnections?: number | undefined
