@@ -1,6 +1,8 @@
 // The typed client: one WHATWG WebSocket at a time, owned by a small state machine
 // (connecting → open → reconnecting → … → refused | closed) that also owns every timer.
-// It imports nothing at runtime; TypeBox is loaded only for `validate: true`.
+// It imports nothing at runtime but the close codes and reasons it shares with the server
+// (bundled in); TypeBox is loaded only for `validate: true`.
+import { CloseCode, CloseReason } from '../plugin/close-codes'
 
 /** The static type of a TypeBox schema, `unknown` for anything else. */
 export type StaticOf<S> = S extends { static: unknown } ? (S & { params: [] })['static'] : unknown
@@ -156,7 +158,8 @@ export interface HandleContext {
   readonly signal: AbortSignal
 }
 
-class ClientError extends Error {
+/** The base class of every error the client throws or rejects with: each has a `code` (`FST_WS_CLIENT_*`). */
+export class ClientError extends Error {
   readonly code: string
   constructor (name: string, code: string, message: string) {
     super(message)
@@ -223,7 +226,7 @@ export class InvalidServerMessageError extends ClientError {
 // Retrying cannot fix these: the client sent something the server will refuse again.
 // (1008 is retried: the server sends it for conditions that pass, a full send
 // buffer or a rate limit, and a client cut for being slow must come back.)
-const FINAL_CODES = [1002, 1003, 1007, 1009, 1010]
+const FINAL_CODES: number[] = [CloseCode.ProtocolError, CloseCode.UnsupportedData, CloseCode.InvalidPayload, CloseCode.MessageTooBig, CloseCode.MandatoryExtension]
 
 /** A prefix no other client shares: eight random base-36 digits. */
 function requestPrefix (): string {
@@ -568,7 +571,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   }
 
   /** Closes the connection for good: no reconnect, no timer left, queued sends dropped. */
-  close (code = 1000, reason = ''): void {
+  close (code: number = CloseCode.Normal, reason = ''): void {
     if (this.state === 'closed' || this.state === 'refused') return
     const socket = this.#detach()
     if (socket !== undefined) {
@@ -671,7 +674,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       }
       this.closeCode = event.code
       this.closeReason = event.reason
-      if (event.code === 1007 && this.#heartbeatSentAt !== 0 && /JSON/.test(event.reason)) {
+      if (event.code === CloseCode.InvalidPayload && this.#heartbeatSentAt !== 0 && /JSON/.test(event.reason)) {
         // The route parsed the heartbeat (an empty text message) as a message.
         this.closeReason = `${event.reason} (the route does not answer heartbeats: set heartbeat: true on it, or turn the client's heartbeat off)`
       }
@@ -755,9 +758,9 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
         const dead = this.#detach() as WebSocketLike & { terminate?: () => void }
         if (typeof dead.terminate === 'function') dead.terminate()
         else dead.close()
-        this.closeCode = 1006
-        this.closeReason = 'heartbeat timed out'
-        this.#lost(1006)
+        this.closeCode = CloseCode.Abnormal
+        this.closeReason = CloseReason.HeartbeatTimeout
+        this.#lost(CloseCode.Abnormal)
       }, timeout)
     }, interval)
   }

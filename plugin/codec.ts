@@ -15,11 +15,8 @@ export function createAjv (schemas: Schemas): Ajv {
 }
 
 /** Error given to the `invalidMessage` hook: `validation` (and `errors`) hold ajv's errors. */
-export interface InvalidMessageError extends Error {
-  code: 'FST_WS_INVALID_MESSAGE'
-  validation: ErrorObject[] | null
-  errors: ErrorObject[] | null
-}
+import type { InvalidMessageError } from '../types'
+export type { InvalidMessageError }
 
 export interface Codec {
   /** Parses and checks a text message; throws an `InvalidMessageError`. */

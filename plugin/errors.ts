@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import type { FST_WS_ASYNCAPI_SCHEMA as PublishedAsyncapiSchema } from '../types/asyncapi'
 
 /** Thrown by `socket.send()` and `socket.ping()` once the connection is closing or closed. */
 export const WebSocketClosedError = createError('FST_WS_CLOSED', 'WebSocket is not open: %s', 500)
@@ -62,3 +63,9 @@ export const FST_WS_REQUEST_ABORTED = createError(
 
 export const FST_WS_INVALID_RESULT = createError(
   'FST_WS_INVALID_RESULT', 'The result of %s does not match its schema: %s', 500)
+
+// Each error as its published declaration says it is (code and status): they cannot drift.
+type Errors = typeof import('./errors')
+type Published = typeof import('../types')
+type Checked<T extends Pick<Published, keyof Published & keyof Errors> & { FST_WS_ASYNCAPI_SCHEMA: typeof PublishedAsyncapiSchema }> = T
+export type Catalogue = Checked<Errors>

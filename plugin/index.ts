@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
-import { CloseCode } from './close-codes'
+import { CloseCode, CloseReason } from './close-codes'
 import type { Broker } from './broker'
+import * as errors from './errors'
 import { FST_WS_INVALID_OPTION, WebSocketClosedError } from './errors'
 import { MemoryBroker } from './memory-broker'
 import { KeepaliveClocks } from './keepalive'
@@ -101,3 +102,24 @@ module.exports.WebSocketClosedError = WebSocketClosedError
 module.exports.CloseCode = CloseCode
 module.exports.RemoteError = RemoteError
 module.exports.RpcCode = RpcCode
+module.exports.CloseReason = CloseReason
+// Every error class, for `instanceof` (README, Errors).
+module.exports.FST_WS_NOT_GET = errors.FST_WS_NOT_GET
+module.exports.FST_WS_INVALID_OPTION = errors.FST_WS_INVALID_OPTION
+module.exports.FST_WS_PLUGIN_NOT_REGISTERED = errors.FST_WS_PLUGIN_NOT_REGISTERED
+module.exports.FST_WS_INVALID_SCHEMA = errors.FST_WS_INVALID_SCHEMA
+module.exports.FST_WS_INVALID_MESSAGE = errors.FST_WS_INVALID_MESSAGE
+module.exports.FST_WS_INVALID_OUTBOUND = errors.FST_WS_INVALID_OUTBOUND
+module.exports.FST_WS_SUBPROTOCOL_NOT_OFFERED = errors.FST_WS_SUBPROTOCOL_NOT_OFFERED
+module.exports.FST_WS_NO_UPGRADE_SOCKET = errors.FST_WS_NO_UPGRADE_SOCKET
+module.exports.FST_WS_UPGRADE_REFUSED = errors.FST_WS_UPGRADE_REFUSED
+module.exports.FST_WS_DUPLICATE_TOPIC = errors.FST_WS_DUPLICATE_TOPIC
+module.exports.FST_WS_TOPIC_NOT_READY = errors.FST_WS_TOPIC_NOT_READY
+module.exports.FST_WS_OUTBOUND_CANNOT_HOLD = errors.FST_WS_OUTBOUND_CANNOT_HOLD
+module.exports.FST_WS_BROKER_UNAVAILABLE = errors.FST_WS_BROKER_UNAVAILABLE
+module.exports.FST_WS_ASYNCAPI_SCHEMA = errors.FST_WS_ASYNCAPI_SCHEMA
+module.exports.FST_WS_INVALID_PRESENCE = errors.FST_WS_INVALID_PRESENCE
+module.exports.FST_WS_UNKNOWN_METHOD = errors.FST_WS_UNKNOWN_METHOD
+module.exports.FST_WS_REQUEST_TIMEOUT = errors.FST_WS_REQUEST_TIMEOUT
+module.exports.FST_WS_REQUEST_ABORTED = errors.FST_WS_REQUEST_ABORTED
+module.exports.FST_WS_INVALID_RESULT = errors.FST_WS_INVALID_RESULT

@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream'
-import type { IncomingMessage, Server } from 'node:http'
+import type { Server } from 'node:http'
 import WebSocket from 'ws'
 import { FST_WS_UPGRADE_REFUSED } from './errors'
 
@@ -47,17 +47,8 @@ function pipePair (): [Pipe, Pipe] {
   return [a, b]
 }
 
-export interface InjectWSOptions {
-  headers?: Record<string, string>
-  protocols?: string | string[]
-}
-
-/** An upgrade refused with plain HTTP: the status, headers and body the server answered. */
-export interface UpgradeRefusedError extends Error {
-  statusCode: number
-  headers: IncomingMessage['headers']
-  body: string
-}
+import type { InjectWSOptions, UpgradeRefusedError } from '../types'
+export type { InjectWSOptions, UpgradeRefusedError }
 
 /**
  * Connects a real `ws` client to the server through an in-memory connection:

@@ -213,7 +213,7 @@ const controllers = new WeakMap<object, LogController | null>()
  * logged; not exported, so found by its symbol's name, once per instance.
  * null: the caller reads `disableRequestLogging` instead.
  */
-export function logControllerOf (instance: object): LogController | null {
+export function requestLogGateOf (instance: object): LogController | null {
   let controller = controllers.get(instance)
   if (controller !== undefined) return controller
   controller = null

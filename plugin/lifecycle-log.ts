@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { CloseCode } from './close-codes'
-import { logControllerOf } from './internals'
+import { requestLogGateOf } from './internals'
 import type { ClosedBy, CloseDetails } from '../types'
 
 export type { ClosedBy, CloseDetails } from '../types'
@@ -40,10 +40,10 @@ export function closeDetails (
 /**
  * Whether the request's lifecycle is logged, as Fastify decides for its own
  * request lines: `disableRequestLogging` (a boolean or a function of the
- * request) or a `logController`'s `isLogDisabled()`.
+ * request) or the `isLogDisabled()` of Fastify's log controller (5.8+).
  */
 export function logsLifecycle (request: FastifyRequest): boolean {
-  const controller = logControllerOf(request.server)
+  const controller = requestLogGateOf(request.server)
   if (controller !== null) return !controller.isLogDisabled(request)
   // Fastify before the log controller.
   const disabled = (request.server.initialConfig as { disableRequestLogging?: boolean | ((req: unknown) => boolean) }).disableRequestLogging

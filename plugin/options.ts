@@ -1,54 +1,11 @@
-import type { PerMessageDeflateOptions } from 'ws'
 import { FST_WS_INVALID_OPTION } from './errors'
 import type { RateLimit } from './rate-limit'
+import { connectionDefaults, pluginDefaults, type ConnectionOptions } from './defaults'
 
-export type OriginCheck = (origin: string, request: unknown) => boolean | Promise<boolean>
-export type OriginOption = true | Array<string | RegExp> | OriginCheck
-export type SubprotocolSelector = (offered: string[], request: unknown) => string | false | null | undefined | Promise<string | false | null | undefined>
-
-/** Options that the plugin sets for every route and each route may override. */
-export interface ConnectionOptions {
-  maxMessageSize: number
-  pingInterval: number
-  pingTimeout: number
-  closeTimeout: number
-  checkOrigin: OriginOption | undefined
-  compression: boolean | PerMessageDeflateOptions
-  maxBufferedAmount: number
-  maxPendingMessages: number
-  maxPendingBytes: number | undefined
-  validateOutbound: boolean
-  heartbeat: boolean
-  subprotocols: string[] | undefined
-  selectSubprotocol: SubprotocolSelector | undefined
-  /** Open connections allowed (plugin: in all, route: on it); unlimited when absent. */
-  maxConnections: number | undefined
-  rateLimit: RateLimit | undefined
-  /** Requests whose handlers may run at once on a connection; beyond it the socket stops reading. */
-  maxConcurrentRequests: number
-  /** Milliseconds a request's handler may take before its signal aborts and it is answered -32800. */
-  requestTimeout: number | undefined
-}
-
-export const defaults: Readonly<ConnectionOptions> = Object.freeze({
-  maxMessageSize: 10 * 1024 * 1024,
-  pingInterval: 30_000,
-  pingTimeout: 30_000,
-  closeTimeout: 5000,
-  checkOrigin: undefined, // the same-host rule
-  compression: false,
-  maxBufferedAmount: 16 * 1024 * 1024,
-  maxPendingMessages: 1024,
-  maxPendingBytes: undefined, // = maxMessageSize
-  validateOutbound: true,
-  heartbeat: false,
-  subprotocols: undefined,
-  selectSubprotocol: undefined,
-  maxConnections: undefined,
-  rateLimit: undefined,
-  maxConcurrentRequests: 16,
-  requestTimeout: undefined
-})
+export type { ConnectionOptions } from './defaults'
+export type OriginOption = NonNullable<ConnectionOptions['checkOrigin']>
+export type SubprotocolSelector = NonNullable<ConnectionOptions['selectSubprotocol']>
+export const defaults = connectionDefaults
 
 const handlerNames = ['message', 'close', 'ping', 'pong', 'error', 'invalidMessage'] as const
 export type HandlerName = typeof handlerNames[number]
@@ -161,12 +118,9 @@ function checkOption (where: string, name: string, value: unknown): void {
   }
 }
 
-/** The default of the plugin's maxBufferedTotal: 512 MiB. */
-export const DEFAULT_MAX_BUFFERED_TOTAL = 512 * 1024 * 1024
-
 /** Checks the plugin's maxBufferedTotal (a plugin option only: it bounds the whole server). */
 export function resolveMaxBufferedTotal (value: unknown, where = 'fastify-typed-websocket options'): number {
-  if (value === undefined) return DEFAULT_MAX_BUFFERED_TOTAL
+  if (value === undefined) return pluginDefaults.maxBufferedTotal
   return checkCount(where, 'maxBufferedTotal', value, 1)
 }
 

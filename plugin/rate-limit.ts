@@ -1,14 +1,7 @@
+import type { RateLimitOptions } from '../types'
+
 /** A route's `rateLimit` option, checked. */
-export interface RateLimit {
-  /** Messages per interval, and the burst a connection may send at once. */
-  messages: number
-  /** Payload bytes per interval, and the largest burst; unlimited when absent. */
-  bytes: number | undefined
-  /** Milliseconds. */
-  interval: number
-  /** `pause`: stop reading until tokens return; `close`: close with 1008. */
-  action: 'pause' | 'close'
-}
+export type RateLimit = RateLimitOptions
 
 /**
  * A token bucket per connection: it holds up to `messages` message tokens

@@ -3,12 +3,11 @@ import type { Redis, RedisOptions } from 'ioredis'
 import type { Broker, BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from './broker'
 import { FST_WS_BROKER_UNAVAILABLE, FST_WS_INVALID_OPTION } from './errors'
 import { PUBLISH_SCRIPT, SUBSCRIBE_SCRIPT } from './redis-scripts'
+import { redisDefaults } from './defaults'
+import type { RedisBrokerOptions } from '../types/redis'
 
-export interface RedisBrokerOptions {
-  client: Redis
-  prefix?: string
-  brokerTimeout?: number
-}
+export type { RedisBrokerOptions } from '../types/redis'
+export { FST_WS_BROKER_UNAVAILABLE } from './errors'
 
 // The offset of a key outlives its history, so offsets keep increasing while
 // subscribers still hold old ones; a day covers a room that falls quiet overnight.
@@ -70,8 +69,8 @@ class RedisBroker implements Broker {
 
   constructor (options: RedisBrokerOptions) {
     this.#client = options.client
-    this.#prefix = options.prefix ?? 'fastify-typed-websocket:'
-    this.#timeout = options.brokerTimeout ?? 5000
+    this.#prefix = options.prefix ?? redisDefaults.prefix
+    this.#timeout = options.brokerTimeout ?? redisDefaults.brokerTimeout
   }
 
   async start (sink: BrokerSink): Promise<void> {

@@ -1,4 +1,4 @@
-import { CloseCode } from './close-codes'
+import { CloseCode, CloseReason } from './close-codes'
 import type { Registry, WebSocketConnection } from './connection'
 
 /**
@@ -69,7 +69,7 @@ export class ClientRegistry implements Registry {
       }
       if (this.#open.size === 0 && this.#closing.size === 0) return finish()
       this.#idle = finish
-      for (const socket of this.#open) socket.close(CloseCode.GoingAway, 'server shutting down')
+      for (const socket of this.#open) socket.close(CloseCode.GoingAway, CloseReason.ShuttingDown)
     })
   }
 }

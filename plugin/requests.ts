@@ -139,10 +139,8 @@ class Session {
   nextId = 0
 }
 
-export interface CallOptions {
-  timeout?: number
-  signal?: AbortSignal
-}
+import type { CallOptions } from '../types'
+export type { CallOptions }
 
 export interface EngineSettings {
   methods: Map<string, ServerMethod>

@@ -3,7 +3,9 @@ import type { ErrorObject, ValidateFunction } from 'ajv'
 import fastJson from 'fast-json-stringify'
 import WebSocket from 'ws'
 import type { Broker, BrokerEntry, BrokerSink, BrokerTopic } from './broker'
-import { CloseCode } from './close-codes'
+import { CloseCode, CloseReason } from './close-codes'
+import { topicDefaults } from './defaults'
+import type { TopicOptions as PublicTopicOptions } from '../types'
 import { publishChannel } from './diagnostics'
 import { createAjv, explainValidation } from './codec'
 import { buildFrame } from './internals'
@@ -16,14 +18,8 @@ import {
 
 type Json = Record<string, unknown>
 
-export interface TopicOptions {
-  message: object
-  history?: number
-  historyTtl?: number
-  offsetField?: string
-  presence?: object
-  presenceTtl?: number
-}
+/** The public TopicOptions, for any schema. */
+export type TopicOptions = PublicTopicOptions<object, string, object | undefined>
 
 /** What documentation generators read under `Symbol.for('fastify-typed-websocket.topics')`. */
 export interface TopicDescription {
@@ -121,9 +117,9 @@ export class Topic {
     const where = `Topic "${name}"`
     const { message, offsetField, presence } = options
     if (message === null || typeof message !== 'object') throw new FST_WS_INVALID_OPTION(where, 'message must be a schema object')
-    const history = count(where, 'history', options.history, 0)
-    const historyTtl = count(where, 'historyTtl', options.historyTtl, 600_000)
-    const presenceTtl = count(where, 'presenceTtl', options.presenceTtl, 30_000)
+    const history = count(where, 'history', options.history, topicDefaults.history)
+    const historyTtl = count(where, 'historyTtl', options.historyTtl, topicDefaults.historyTtl)
+    const presenceTtl = count(where, 'presenceTtl', options.presenceTtl, topicDefaults.presenceTtl)
     if (presence !== undefined && (presence === null || typeof presence !== 'object')) {
       throw new FST_WS_INVALID_OPTION(where, 'presence must be a schema object')
     }
@@ -365,7 +361,7 @@ export class Topic {
     const state = this.#keys.get(key)
     if (state === undefined) return
     state.offset = offset
-    for (const socket of state.sockets.keys()) socket.close(CloseCode.ServiceRestart, 'missed messages')
+    for (const socket of state.sockets.keys()) socket.close(CloseCode.ServiceRestart, CloseReason.MissedMessages)
   }
 
   async unsubscribe (socket: WebSocketConnection, key: string): Promise<void> {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The connection, flow-control, topics and fast-path tests again: on the lowest ws
+// The connection, inbound, outbound, topics and frame-writer tests again: on the lowest ws
 // that package.json accepts, on the newest ws 8 pinned in devDependencies, and on the
 // installed ws with every ws and Fastify internal turned off (the public-API fallbacks).
 'use strict'
@@ -8,9 +8,9 @@ const { join } = require('node:path')
 
 const root = join(__dirname, '..')
 const files = [
-  'test/connection.test.ts', 'test/socket.test.ts', 'test/lifecycle.test.ts', 'test/flow-control.test.ts',
-  'test/heartbeat.test.ts', 'test/buffered-total.test.ts', 'test/keepalive.test.ts', 'test/lifecycle-log.test.ts',
-  'test/topics.test.ts', 'test/topics-edge.test.ts', 'test/topics-replay.test.ts', 'test/topics-fast-path.test.ts',
+  'test/connection.test.ts', 'test/dispatch.test.ts', 'test/inbound.test.ts', 'test/outbound.test.ts',
+  'test/inbound-heartbeat.test.ts', 'test/outbound-total.test.ts', 'test/keepalive.test.ts', 'test/lifecycle-log.test.ts',
+  'test/topics.test.ts', 'test/topics-edge.test.ts', 'test/topics-replay.test.ts', 'test/frame-writer.test.ts',
   'test/internals.test.ts'
 ]
 const runs = [

@@ -1,13 +1,21 @@
 // plugin/close-codes.ts: the named close codes and the close-reason cut.
 import t from 'tap'
-import { CloseCode, MAX_REASON_BYTES, truncateReason } from '../plugin/close-codes'
-import { CloseCode as ExportedCloseCode } from './helpers/plugin'
+import { CloseCode, CloseReason, MAX_REASON_BYTES, truncateReason } from '../plugin/close-codes'
+import typedWebsocket, { CloseCode as ExportedCloseCode } from './helpers/plugin'
 import { RFC_CLOSE_CODES } from './helpers/rfc6455'
 
 t.test('CloseCode holds the numbers of RFC 6455 section 7.4.1 (and the IANA registry)', async (t) => {
   t.same(CloseCode, RFC_CLOSE_CODES)
   t.ok(Object.isFrozen(CloseCode), 'frozen')
   t.equal(ExportedCloseCode, CloseCode, 'the package exports the same object')
+})
+
+t.test('CloseReason: one table of the reasons, shared by the server and the client', async (t) => {
+  t.ok(Object.isFrozen(CloseReason), 'frozen')
+  t.equal(typedWebsocket.CloseReason, CloseReason, 'the package exports the same object')
+  const reasons = Object.values(CloseReason)
+  t.equal(new Set(reasons).size, reasons.length, 'no two names for one reason')
+  for (const reason of reasons) t.equal(truncateReason(reason), reason, `"${reason}" fits a close frame`)
 })
 
 t.test('truncateReason', async (t) => {

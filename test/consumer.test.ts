@@ -144,6 +144,18 @@ export type Sock = TypedWebSocket
 void notAny; void code; void err
 `
 
+const PROBE_NODE10 = `import typedWebsocket = require('fastify-typed-websocket')
+import redis = require('fastify-typed-websocket/redis')
+import client = require('fastify-typed-websocket/client')
+import asyncapi = require('fastify-typed-websocket/asyncapi')
+type IsAny<T> = 0 extends 1 & T ? true : false
+const checks: [IsAny<typeof redis.redisBroker>, IsAny<typeof client.connect>, IsAny<typeof asyncapi.fastifyTypedWebsocketAsyncapi>, IsAny<typeof typedWebsocket.CloseCode>] = [false, false, false, false]
+const unavailable: typeof typedWebsocket.FST_WS_BROKER_UNAVAILABLE = redis.FST_WS_BROKER_UNAVAILABLE
+const timeout: client.ClientError = new client.TimeoutError('no answer')
+const code: 'FST_WS_ASYNCAPI_SCHEMA' = new asyncapi.FST_WS_ASYNCAPI_SCHEMA('a', 'b', 'c').code
+void checks; void unavailable; void timeout; void code
+`
+
 const PROBE_CJS = `import Fastify = require('fastify')
 import typedWebsocket = require('fastify-typed-websocket')
 type IsAny<T> = 0 extends 1 & T ? true : false
@@ -268,6 +280,24 @@ t.test('the packed package in a fresh project: strict tsc 5.9 and 7, ESM and Com
     t.equal(checks[i].stdout + checks[i].stderr, '', `${what}: strict tsc reports nothing for ${files.length} files`)
     t.equal(checks[i].code, 0, `${what}: exit code`)
   }
+
+  // node10 resolution reads no "exports": every subpath finds its declarations through
+  // "typesVersions". (TypeScript 7 no longer has node10: 5.9 only.)
+  const node10 = join(project, 'node10')
+  mkdirSync(node10)
+  writeFileSync(join(node10, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { target: 'ES2022', module: 'commonjs', moduleResolution: 'node10', ...strictest, types: ['node'], skipLibCheck: true, noEmit: true },
+    files: ['probe.ts']
+  }))
+  writeFileSync(join(node10, 'probe.ts'), PROBE_NODE10)
+  const listed = await node([tsc59, '-p', node10, '--listFiles'], project, 100_000)
+  t.equal(listed.code, 0, `node10: tsc 5.9 compiles every subpath: ${listed.stdout.split('\n').filter(l => l.includes('error TS')).join('\n')}`)
+  const pkg = join(project, 'node_modules', 'fastify-typed-websocket')
+  const files10 = listed.stdout.split('\n').map(l => l.trim())
+  for (const file of ['types/index.d.ts', 'types/redis.d.ts', 'types/asyncapi.d.ts', 'dist/client/index.d.ts']) {
+    t.ok(files10.includes(join(pkg, file)), `node10: the declarations come from ${file}`)
+  }
+  t.notOk(files10.some(f => f.startsWith(pkg) && f.endsWith('.ts') && !f.endsWith('.d.ts')), 'node10: no TypeScript source of the package is compiled in their place')
 
   // Run: the README's first program, talked to by a real client.
   const program = join(runDir, 'dist', 'server.js')

@@ -1,4 +1,4 @@
-// Inbound memory is bounded in bytes (maxPendingBytes), not only in messages: a client
+// plugin/inbound.ts: inbound memory is bounded in bytes (maxPendingBytes), not only in messages: a client
 // sending large messages to a slow message hook cannot make the server hold more than
 // about the limit plus one message.
 import t from 'tap'

@@ -2,8 +2,8 @@
 // pings, topics, slow readers, protocol errors and lifecycle logging work on the public API.
 import t from 'tap'
 import './helpers/internals-off'
-import { currentLayout, logControllerOf } from '../plugin/internals'
-import { closed, connect, startServer } from './helpers/server'
+import { currentLayout, requestLogGateOf } from '../plugin/internals'
+import { closed, connect, startServer, until } from './helpers/server'
 import { exercise, layoutServer, warnings } from './helpers/internals'
 
 const version = (require('ws/package.json') as { version: string }).version
@@ -35,9 +35,22 @@ t.test('lifecycle logging follows disableRequestLogging, not Fastify\'s log cont
   const server = await startServer(t, (app) => {
     app.get('/ws', { websocket: true }, () => {})
   }, { fastify: { disableRequestLogging: true } })
-  t.equal(logControllerOf(server.app), null)
+  t.equal(requestLogGateOf(server.app), null)
   const ws = await connect(server.url('/ws'))
   ws.close()
   await closed(ws)
   t.equal(server.logs.filter(l => l.msg === 'websocket opened' || l.msg === 'websocket closed').length, 0)
+})
+
+t.test('a pong from the client reaches the pong hook and answers keepalive', async (t) => {
+  const pongs: string[] = []
+  const server = await startServer(t, (app) => {
+    app.get('/ws', { websocket: { pong (_socket, data) { pongs.push(data.toString()) } } }, () => {})
+  })
+  const ws = await connect(server.url('/ws'))
+  ws.pong('unsolicited')
+  await until(() => pongs.length === 1, 5000, 'the pong hook')
+  t.same(pongs, ['unsolicited'])
+  ws.close()
+  await closed(ws)
 })

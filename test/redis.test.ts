@@ -347,3 +347,27 @@ t.test('Redis restarts empty after a key\'s first messages were accepted but bef
   t.match(a.sink.lost, [{ topic: 'bare', key: 'first' }], 'the message that never arrived is reported, not lost silently')
   t.same(a.sink.delivered, [])
 })
+
+t.test('after a key was reported lost on an emptied Redis, its new offsets are recovered from history like any gap', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis, { brokerTimeout: 2000 })
+  await a.broker.subscribe(rooms, 'again')
+  await redis.kill()
+  await redis.restart()
+  await until(() => a.sink.lost.length === 1, 15_000)
+  // Offset 1 of the key's new life reaches no node; offset 2 does: a gap, filled from history.
+  const admin = new Redis(redis.port, '127.0.0.1')
+  t.teardown(() => admin.disconnect())
+  const base = 'fastify-typed-websocket:5:rooms:again'
+  const { head, body } = said('unseen')
+  await admin.call('EVAL', PUBLISH_SCRIPT, 2, base + ':s', base + ':h', 'nowhere', '1', head, body, 100, 60_000, 60_000, 'e2', '')
+  await until(() => a.sink.lost.length === 1 && a.broker.publish !== undefined)
+  let published = 0
+  for (let i = 0; i < 50 && published === 0; i++) {
+    published = await a.broker.publish(rooms, 'again', said('seen')).catch(async () => { await new Promise(resolve => setTimeout(resolve, 100)); return 0 })
+  }
+  t.equal(published, 2)
+  await until(() => a.sink.delivered.length === 2, 10_000)
+  t.same(a.sink.delivered.map(e => e.data), ['{"id":1,"text":"unseen"}', '{"id":2,"text":"seen"}'], 'both, in order, once')
+  t.equal(a.sink.lost.length, 1, 'and no second loss')
+})

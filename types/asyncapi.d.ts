@@ -8,6 +8,7 @@ import type {
   RawServerBase,
   RawServerDefault
 } from 'fastify'
+import type { FastifyErrorConstructor } from '@fastify/error'
 
 // An augmentation repeats the interface's type parameters, used or not.
 /* eslint-disable @typescript-eslint/no-unused-vars */
@@ -79,6 +80,9 @@ declare namespace fastifyTypedWebsocketAsyncapi {
    * `{routePrefix}/yaml` and as a page at `{routePrefix}`. Register it after the core plugin and before the routes.
    * @example await app.register(fastifyTypedWebsocketAsyncapi, { info: { title: 'Chat', version: '1.0.0' } })
    */
+  /** A schema that AsyncAPI cannot describe, e.g. `Type.Function()` (fails `app.ready()`). */
+  export const FST_WS_ASYNCAPI_SCHEMA: FastifyErrorConstructor<{ code: 'FST_WS_ASYNCAPI_SCHEMA', statusCode: 500 }, [where: string, which: string, problem: string]>
+
   export const fastifyTypedWebsocketAsyncapi: FastifyTypedWebsocketAsyncapi
   export { fastifyTypedWebsocketAsyncapi as default }
 }

@@ -321,9 +321,9 @@ declare namespace fastifyTypedWebsocket {
      * with an empty text message, before validation and without calling `message`. Default `false`.
      */
     heartbeat?: boolean | undefined
-    /** Subprotocols the server speaks, most preferred first. */
+    /** Subprotocols the server speaks, most preferred first. Default: none. */
     subprotocols?: string[] | undefined
-    /** Picks a subprotocol from those the client offered; return nothing for none. */
+    /** Picks a subprotocol from those the client offered; return nothing for none. Default: none. */
     selectSubprotocol?: SubprotocolSelector<Request> | undefined
     /** Open connections allowed: in all for the plugin's option, on the route for a route's. Beyond it an upgrade gets 503 with `Retry-After`. Default: unlimited. */
     maxConnections?: number | undefined
@@ -496,6 +496,62 @@ declare namespace fastifyTypedWebsocket {
    * @example if (err instanceof WebSocketClosedError) return
    */
   export const WebSocketClosedError: FastifyErrorConstructor<{ code: 'FST_WS_CLOSED', statusCode: 500 }, [string]>
+
+  // Every error class the plugin throws, for `instanceof` (README, Errors); each instance has its `code`.
+  /** `websocket` on a route that is not GET (thrown at registration). */
+  export const FST_WS_NOT_GET: FastifyErrorConstructor<{ code: 'FST_WS_NOT_GET', statusCode: 500 }, [url: string, method: string]>
+  /** A broken plugin, route or topic option (fails `app.ready()`). */
+  export const FST_WS_INVALID_OPTION: FastifyErrorConstructor<{ code: 'FST_WS_INVALID_OPTION', statusCode: 500 }, [where: string, problem: string]>
+  /** A route with a `websocket` option the plugin never saw (fails `app.ready()`). */
+  export const FST_WS_PLUGIN_NOT_REGISTERED: FastifyErrorConstructor<{ code: 'FST_WS_PLUGIN_NOT_REGISTERED', statusCode: 500 }, [url: string]>
+  /** An `inbound` / `outbound` schema that does not compile (fails `app.ready()`). */
+  export const FST_WS_INVALID_SCHEMA: FastifyErrorConstructor<{ code: 'FST_WS_INVALID_SCHEMA', statusCode: 500 }, [url: string, which: string, problem: string]>
+  /** The class of the error given to `invalidMessage` (see `InvalidMessageError`). */
+  export const FST_WS_INVALID_MESSAGE: FastifyErrorConstructor<{ code: 'FST_WS_INVALID_MESSAGE', statusCode: 400 }, [message: string]>
+  /** `send()` with an object that does not match `outbound`. */
+  export const FST_WS_INVALID_OUTBOUND: FastifyErrorConstructor<{ code: 'FST_WS_INVALID_OUTBOUND', statusCode: 500 }, [problem: string]>
+  /** `selectSubprotocol` chose a protocol the client did not offer. */
+  export const FST_WS_SUBPROTOCOL_NOT_OFFERED: FastifyErrorConstructor<{ code: 'FST_WS_SUBPROTOCOL_NOT_OFFERED', statusCode: 500 }, [protocol: string]>
+  /** `app.inject()` with upgrade headers: use `app.injectWS()`. */
+  export const FST_WS_NO_UPGRADE_SOCKET: FastifyErrorConstructor<{ code: 'FST_WS_NO_UPGRADE_SOCKET', statusCode: 400 }, []>
+  /** `app.injectWS()` was answered with plain HTTP (see `UpgradeRefusedError`). */
+  export const FST_WS_UPGRADE_REFUSED: FastifyErrorConstructor<{ code: 'FST_WS_UPGRADE_REFUSED', statusCode: 500 }, [status: number | string]>
+  /** `app.websocketTopic()` with a name already declared. */
+  export const FST_WS_DUPLICATE_TOPIC: FastifyErrorConstructor<{ code: 'FST_WS_DUPLICATE_TOPIC', statusCode: 500 }, [name: string]>
+  /** A topic used before `app.ready()` has resolved or after `app.close()`. */
+  export const FST_WS_TOPIC_NOT_READY: FastifyErrorConstructor<{ code: 'FST_WS_TOPIC_NOT_READY', statusCode: 500 }, [name: string, method: string, when: string]>
+  /** `topic.subscribe()` with a socket whose `outbound` cannot hold the topic's messages. */
+  export const FST_WS_OUTBOUND_CANNOT_HOLD: FastifyErrorConstructor<{ code: 'FST_WS_OUTBOUND_CANNOT_HOLD', statusCode: 500 }, [topic: string, url: string, problem: string]>
+  /** The broker did not answer in time. */
+  export const FST_WS_BROKER_UNAVAILABLE: FastifyErrorConstructor<{ code: 'FST_WS_BROKER_UNAVAILABLE', statusCode: 503 }, [problem: string]>
+  /** A presence that fails the topic's `presence` schema. */
+  export const FST_WS_INVALID_PRESENCE: FastifyErrorConstructor<{ code: 'FST_WS_INVALID_PRESENCE', statusCode: 400 }, [topic: string, problem: string]>
+  /** `socket.call()` of a method not among the route's `clientRequests`. */
+  export const FST_WS_UNKNOWN_METHOD: FastifyErrorConstructor<{ code: 'FST_WS_UNKNOWN_METHOD', statusCode: 500 }, [method: string]>
+  /** `socket.call()` got no answer within its timeout. */
+  export const FST_WS_REQUEST_TIMEOUT: FastifyErrorConstructor<{ code: 'FST_WS_REQUEST_TIMEOUT', statusCode: 500 }, [method: string, ms: number]>
+  /** `socket.call()`'s signal aborted. */
+  export const FST_WS_REQUEST_ABORTED: FastifyErrorConstructor<{ code: 'FST_WS_REQUEST_ABORTED', statusCode: 500 }, [method: string]>
+  /** The client's answer to `socket.call()` does not match the method's `result` schema. */
+  export const FST_WS_INVALID_RESULT: FastifyErrorConstructor<{ code: 'FST_WS_INVALID_RESULT', statusCode: 500 }, [method: string, problem: string]>
+
+  /**
+   * The reasons the server closes a connection with (and the client's own), by name.
+   * @example ws.on('close', (code, reason) => { if (String(reason) === CloseReason.SendBufferFull) slowDown() })
+   */
+  export const CloseReason: {
+    readonly PingTimeout: 'ping timed out'
+    readonly ShuttingDown: 'server shutting down'
+    readonly NoMessages: 'this endpoint accepts no messages'
+    readonly NoBinary: 'binary messages are not accepted'
+    readonly SendBufferFull: 'send buffer full'
+    readonly RateLimited: 'rate limit exceeded'
+    readonly MessageTooBig: 'message too big'
+    readonly InternalError: 'internal error'
+    readonly MissedMessages: 'missed messages'
+    readonly HeartbeatTimeout: 'heartbeat timed out'
+  }
+  export type CloseReason = typeof CloseReason[keyof typeof CloseReason]
 
   /**
    * The error answer of a JSON-RPC request: `code` and `message`, and for a declared app error its `name` and `data`

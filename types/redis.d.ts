@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import type { FastifyErrorConstructor } from '@fastify/error'
 import type { Broker } from './broker'
 
 export type { Broker, BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from './broker'
@@ -17,3 +18,6 @@ export interface RedisBrokerOptions {
  * @example await app.register(fastifyTypedWebsocket, { broker: redisBroker({ client: app.redis }) })
  */
 export declare function redisBroker (options: RedisBrokerOptions): Broker
+
+/** A broker call that Redis did not answer within `brokerTimeout` rejects with it (also exported from the package's main entry). */
+export declare const FST_WS_BROKER_UNAVAILABLE: FastifyErrorConstructor<{ code: 'FST_WS_BROKER_UNAVAILABLE', statusCode: 503 }, [problem: string]>

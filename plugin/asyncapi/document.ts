@@ -1,3 +1,4 @@
+import { CloseCode, CloseReason } from '../close-codes'
 import { resolveRouteOptions, type ConnectionOptions } from '../options'
 import { componentKey, SchemaConverter, type Json, type JsonObject } from './schema'
 import { describeMethods } from './requests'
@@ -102,23 +103,23 @@ function closeCodes (options: ReturnType<typeof resolveRouteOptions>, topics: bo
   const { pingInterval, pingTimeout, maxBufferedAmount, maxMessageSize } = options.options
   const accepts = options.handlers.message !== undefined
   const codes: CloseCodeEntry[] = []
-  if (pingInterval > 0) codes.push({ code: 1000, reason: 'ping timed out', when: `no pong within ${pingTimeout} ms of a ping (sent every ${pingInterval} ms)` })
-  codes.push({ code: 1001, reason: 'server shutting down', when: 'the server is closing' })
-  codes.push({ code: 1002, when: 'a frame that breaks RFC 6455; the reason names the fault' })
+  if (pingInterval > 0) codes.push({ code: CloseCode.Normal, reason: CloseReason.PingTimeout, when: `no pong within ${pingTimeout} ms of a ping (sent every ${pingInterval} ms)` })
+  codes.push({ code: CloseCode.GoingAway, reason: CloseReason.ShuttingDown, when: 'the server is closing' })
+  codes.push({ code: CloseCode.ProtocolError, when: 'a frame that breaks RFC 6455; the reason names the fault' })
   // (Text on a route with requests is JSON-RPC, answered even when it is not a request.)
   const rpc = options.requests !== undefined || options.clientRequests !== undefined
-  if (!accepts) codes.push({ code: 1003, reason: 'this endpoint accepts no messages', when: rpc ? 'a binary message' : 'any data message' })
-  else if (options.inbound !== undefined && !options.binary) codes.push({ code: 1003, reason: 'binary messages are not accepted', when: 'a binary message' })
+  if (!accepts) codes.push({ code: CloseCode.UnsupportedData, reason: CloseReason.NoMessages, when: rpc ? 'a binary message' : 'any data message' })
+  else if (options.inbound !== undefined && !options.binary) codes.push({ code: CloseCode.UnsupportedData, reason: CloseReason.NoBinary, when: 'a binary message' })
   codes.push({
-    code: 1007,
+    code: CloseCode.InvalidPayload,
     when: accepts && options.inbound !== undefined && options.handlers.invalidMessage === undefined
       ? 'text that is not UTF-8 or JSON, or does not match the inbound schema; the reason names the failing path'
       : 'text that is not UTF-8'
   })
-  codes.push({ code: 1008, reason: 'send buffer full', when: `more than ${maxBufferedAmount} bytes wait for a client that does not read` })
-  codes.push({ code: 1009, reason: 'message too big', when: `a message larger than ${maxMessageSize} bytes` })
-  codes.push({ code: 1011, reason: 'internal error', when: 'a hook threw or rejected' })
-  if (topics) codes.push({ code: 1012, reason: 'missed messages', when: 'a subscriber missed topic messages that history no longer holds; resubscribe' })
+  codes.push({ code: CloseCode.PolicyViolation, reason: CloseReason.SendBufferFull, when: `more than ${maxBufferedAmount} bytes wait for a client that does not read` })
+  codes.push({ code: CloseCode.MessageTooBig, reason: CloseReason.MessageTooBig, when: `a message larger than ${maxMessageSize} bytes` })
+  codes.push({ code: CloseCode.InternalError, reason: CloseReason.InternalError, when: 'a hook threw or rejected' })
+  if (topics) codes.push({ code: CloseCode.ServiceRestart, reason: CloseReason.MissedMessages, when: 'a subscriber missed topic messages that history no longer holds; resubscribe' })
   return codes
 }
 

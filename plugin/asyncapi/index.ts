@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyPluginCallback, RouteOptions } from 'fasti
 import fp from 'fastify-plugin'
 // The `app.asyncapi()` and `schema.hide` augmentations.
 import type {} from 'fastify-typed-websocket/asyncapi'
-import { FST_WS_INVALID_OPTION } from '../errors'
+import { FST_WS_ASYNCAPI_SCHEMA, FST_WS_INVALID_OPTION } from '../errors'
 import type { ConnectionOptions } from '../options'
 import { buildDocument, type DescribedRoute, type DescribedTopic } from './document'
 import { cachedFile, contentSecurityPolicy, findRenderer, initScript, pageHtml } from './page'
@@ -128,3 +128,4 @@ fp(fastifyAsyncapi, { name: 'fastify-typed-websocket-asyncapi', fastify: '5.x', 
 module.exports = fastifyAsyncapi
 Object.assign(fastifyAsyncapi, { default: fastifyAsyncapi })
 module.exports.fastifyTypedWebsocketAsyncapi = fastifyAsyncapi
+module.exports.FST_WS_ASYNCAPI_SCHEMA = FST_WS_ASYNCAPI_SCHEMA

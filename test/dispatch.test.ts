@@ -1,5 +1,5 @@
-// The connection lifecycle (docs/lifecycle.md): open, message, close, ping/pong and
-// error hooks, in the order and with the arguments a client can observe.
+// plugin/dispatch.ts: the connection lifecycle (docs/lifecycle.md): open, message, close,
+// ping/pong and error hooks, in the order and with the arguments a client can observe.
 import t from 'tap'
 import { once } from 'node:events'
 import { Type } from '@sinclair/typebox'
@@ -681,4 +681,25 @@ t.test('routes and message types', async (t) => {
   })
 
   t.end()
+})
+
+t.test('an invalid message in the queue closes 1007 and drops what is queued behind it', async (t) => {
+  const release = deferred()
+  const seen: unknown[] = []
+  const server = await startServer(t, (app) => {
+    app.get('/ws', {
+      websocket: {
+        inbound: Type.Object({ n: Type.Integer() }),
+        message (_socket, msg) { seen.push(msg) }
+      }
+    }, async function open () { await release.promise })
+  })
+  const ws = await connect(server.url('/ws'))
+  const closing = closed(ws)
+  ws.send('{"n":1}')
+  ws.send('{"n":"two"}')
+  ws.send('{"n":3}')
+  setTimeout(() => release.resolve(), 50)
+  t.same(await closing, { code: 1007, reason: '/n must be integer' })
+  t.same(seen, [{ n: 1 }], 'the message after the invalid one never reached the hook')
 })

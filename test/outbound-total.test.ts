@@ -1,4 +1,4 @@
-// maxBufferedTotal: a server-wide budget for outbound bytes queued to readers
+// plugin/outbound.ts (and budget.ts): maxBufferedTotal, a server-wide budget for outbound bytes queued to readers
 // that do not keep up. Past it, the connections holding the most are closed
 // with 1008 `send buffer full` first; a topic's frame counts once.
 import t from 'tap'

@@ -1,4 +1,4 @@
-// The route option `heartbeat: true`: the client's empty text message is answered with an
+// plugin/inbound.ts: the route option `heartbeat: true`: the client's empty text message is answered with an
 // empty text message, before validation and without calling `message`.
 import t from 'tap'
 import { Type } from '@sinclair/typebox'

@@ -1,4 +1,4 @@
-// Heartbeat answers are sends like any other: a client that floods empty frames and never
+// plugin/outbound.ts: heartbeat answers are sends like any other: a client that floods empty frames and never
 // reads is cut off by maxBufferedAmount, maxBufferedTotal or rateLimit, as for any message.
 import t from 'tap'
 import type { ChildProcess } from 'node:child_process'

@@ -1,4 +1,4 @@
-// The topic fast path on ws 8: a frame built once goes straight to a socket only
+// plugin/frame-writer.ts: the topic fast path on ws 8: a frame built once goes straight to a socket only
 // while that is safe; the first frame of a tick is written at once, further
 // frames of the same tick leave together at its end.
 import t, { type Test } from 'tap'
