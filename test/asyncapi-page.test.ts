@@ -43,6 +43,10 @@ async function render (app: FastifyInstance, path: string, expected: string[], n
     const deadline = Date.now() + 20_000
     let text = ''
     for (let i = 0; i < 200 && Date.now() < deadline; i++) {
+      // an operation's reply messages are collapsed under "Expected Reply Message(s)": open each once
+      await page.evaluate(`for (const button of document.querySelectorAll('button:not([data-opened])')) {
+        if (button.textContent.trim().startsWith('Expected Reply')) { button.dataset.opened = ''; button.click() }
+      }`)
       text = await page.innerText('body')
       if (expected.every((s) => text.includes(s))) break
       await page.waitForTimeout(100)
@@ -66,7 +70,7 @@ function expectedOf (document: Record<string, unknown>): string[] {
   return [...new Set(expected)]
 }
 
-t.test('the chat example\'s page shows its channel and every message', async (t) => {
+t.test('the chat example\'s page shows its channel, every message and the replies of its calls', async (t) => {
   const { buildChatServer } = require('../examples/chat/server.js')
   const app: FastifyInstance = await buildChatServer()
   t.teardown(() => app.close())
@@ -74,6 +78,7 @@ t.test('the chat example\'s page shows its channel and every message', async (t)
   const expected = expectedOf(app.asyncapi())
   t.ok(expected.includes('/chat/{room}'))
   t.ok(expected.includes('say'))
+  t.ok(expected.includes('history.result') && expected.includes('join.error'), 'the calls\' replies are messages of the channel')
   const { text, problems } = await render(app, '/asyncapi', expected, 'chat')
   t.same(problems, [], 'no error, nothing from another origin')
   for (const item of expected) t.ok(text.includes(item), `shows ${item}`)

@@ -52,6 +52,10 @@ t.test('the chat example: a valid document with its channel, messages and operat
   t.same(names(doc, 'chat_room.send'), ['said', 'presence', 'typing', 'reset', 'error', 'heartbeatReply'])
   t.equal(doc.operations['chat_room.receive'].action, 'receive')
   t.equal(doc.operations['chat_room.send'].action, 'send')
+  t.same(Object.keys(doc.operations).filter((id) => id.startsWith('chat_room.request.')), ['chat_room.request.history', 'chat_room.request.join'], 'the page\'s two calls')
+  t.same(names(doc, 'chat_room.request.join'), ['join'])
+  t.same(doc.operations['chat_room.request.join']['x-app-errors'], [{ name: 'room_full', code: 1 }])
+  t.match(channel.messages['join.error'].payload.properties.error.oneOf[1], { title: 'room_full', properties: { code: { const: 1 }, data: { properties: { capacity: { type: 'integer' } } } } }, 'room_full and its data in the error reply')
   t.match(channel.messages.say.payload, { type: 'object', properties: { text: { type: 'string', maxLength: 500 } } })
   t.same(channel['x-close-codes'].map((c: { code: number }) => c.code), [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012])
 

@@ -120,6 +120,26 @@ function handshakeStatus (url: string, origin?: string): Promise<number> {
   })
 }
 
+/** Says `texts` in `room` as `name` from a Node client, and waits until the room has them all. */
+async function sayFromNode (url: string, name: string, room: string, texts: string[]) {
+  const login = await fetch(new URL('/login', url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) })
+  const { token } = await login.json() as { token: string }
+  const ws = new WsClient(`${url.replace('http', 'ws')}chat/${room}?token=${encodeURIComponent(token)}`)
+  await new Promise<void>((resolve, reject) => {
+    let said = 0
+    const timer = setTimeout(() => reject(new Error(`only ${said} of ${texts.length} messages came back`)), WAIT)
+    ws.on('message', (data) => {
+      if ((JSON.parse(String(data)) as { type: string }).type === 'said' && ++said === texts.length) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    ws.on('error', reject)
+    ws.on('open', () => { for (const text of texts) ws.send(JSON.stringify({ type: 'say', text })) })
+  })
+  ws.close()
+}
+
 // --- tests ----------------------------------------------------------------------------------
 
 function defineTests () {
@@ -165,6 +185,73 @@ function defineTests () {
     t.same(await until(() => presence(alice), (p) => p.length === 1), ['alice'], 'bob left the room')
     await alice.locator('#messages li.system', { hasText: 'bob left' }).waitFor()
     t.pass('alice is told that bob left')
+  })
+
+  t.test('"Load older messages" calls `history`: the older messages appear in order above the others', async (t) => {
+    const { url } = await startChat(t)
+    const texts = Array.from({ length: 70 }, (_, i) => `message ${i + 1}`)
+    await sayFromNode(url, 'bob', 'lobby', texts)
+    const { page } = await newPage(t)
+    await joinRoom(page, url, 'alice', 'lobby')
+    const recent = await until(() => saidLines(page), (l) => l.length === 50)
+    t.same(recent, texts.slice(20).map((text) => `bob: ${text}`), 'a page that joins gets the last 50')
+
+    await page.click('#load-older')
+    const all = await until(() => saidLines(page), (l) => l.length === 70)
+    t.same(all, texts.map((text) => `bob: ${text}`), 'the 20 older ones are above the 50, in order')
+    t.equal(await page.locator('#messages li').first().textContent(), 'No older messages.', 'fewer than asked for: the start of the room')
+    t.notOk(await page.isVisible('#load-older'), 'the button is gone')
+    await page.locator('#messages li.said').first().scrollIntoViewIfNeeded()
+    await screenshot(page, 'older-history')
+
+    const records = await sockets(page)
+    t.equal(records.length, 1, 'one connection')
+    const answers = records[0].events.filter((e) => e.type === 'message' && e.data?.includes('"jsonrpc"'))
+      .map((e) => JSON.parse(e.data as string) as { result: Array<{ id: number }> })
+    t.equal(answers.length, 1, 'one call answered')
+    t.same(answers[0].result.map((m) => m.id), Array.from({ length: 20 }, (_, i) => i + 1), 'the answer holds ids 1 to 20')
+    t.notOk(records[0].events.some((e) => e.type === 'close'), 'still open')
+  })
+
+  t.test('a full room: `join` answers room_full, the page says so and stays connected; a direct login gets 409', async (t) => {
+    const { app, url } = await startChat(t, { roomCapacity: 1 })
+    const { page: alice } = await newPage(t)
+    const { page: bob } = await newPage(t)
+    await joinRoom(alice, url, 'alice', 'lobby')
+    await joinRoom(bob, url, 'bob', 'kitchen')
+
+    await bob.fill('#other-room', 'lobby')
+    await bob.click('#room-form button[type=submit]')
+    await bob.locator('#room-error', { hasText: 'full' }).waitFor()
+    t.equal(await bob.textContent('#room-error'), 'lobby is full (1 person). You are still in kitchen.', 'a readable message')
+    t.equal(await bob.getAttribute('#status', 'data-state'), 'open', 'bob is still connected')
+    t.equal(await bob.textContent('#room-name'), 'kitchen')
+    const records = await sockets(bob)
+    t.equal(records.length, 1, 'no new connection')
+    t.notOk(records[0].events.some((e) => e.type === 'close'), 'the connection was not closed')
+    const answer = records[0].events.map((e) => e.data ?? '').find((data) => data.includes('"jsonrpc"'))
+    t.match(JSON.parse(answer as string), { jsonrpc: '2.0', error: { code: 1, name: 'room_full', data: { capacity: 1 }, message: 'lobby is full' } })
+    await screenshot(bob, 'room-full')
+    await bob.fill('#text', 'still here')
+    await bob.press('#text', 'Enter')
+    await bob.locator('#messages li.said', { hasText: 'still here' }).waitFor()
+    t.pass('bob can still talk in kitchen')
+
+    await bob.fill('#other-room', 'hall')
+    await bob.click('#room-form button[type=submit]')
+    await bob.locator('#room-name', { hasText: 'hall' }).waitFor()
+    await bob.locator('#status[data-state="open"]').waitFor()
+    t.same(await until(() => presence(bob), (p) => p.length === 1), ['bob'], 'a room with space: bob moved there')
+    t.equal(await bob.textContent('#room-error'), '')
+    t.equal(await until(async () => openSockets(app), (n) => n === 2), 2, 'the kitchen connection was closed')
+
+    const { page: carol } = await newPage(t)
+    await carol.goto(url)
+    await carol.fill('#name', 'carol')
+    await carol.fill('#room', 'lobby')
+    await carol.click('#login-form button[type=submit]')
+    await carol.locator('#login-error', { hasText: 'lobby is full' }).waitFor()
+    t.ok(await carol.isVisible('#login-form'), 'carol is back at the login form')
   })
 
   t.test('at 375 px the messages get the width of the phone', async (t) => {

@@ -8,7 +8,7 @@ import Fastify from 'fastify'
 import WebSocket from 'ws'
 import * as errors from '../plugin/errors'
 import typedWebsocket from './helpers/plugin'
-import * as client from '../client/index'
+import * as client from 'fastify-typed-websocket/client'
 
 const server = typedWebsocket as unknown as Record<string, unknown>
 const redis = require('../plugin/redis') as Record<string, unknown>

@@ -18,6 +18,8 @@ export interface ChatServerOptions {
   heartbeatIntervalMs?: number
   /** how long the page waits for its answer before reconnecting (default 5 s) */
   heartbeatTimeoutMs?: number
+  /** names a room holds at most: `join` answers `room_full` beyond it, and the upgrade 409 (default 100) */
+  roomCapacity?: number
   /** Fastify's `logger` option (default off) */
   logger?: boolean | object
 }
@@ -28,4 +30,12 @@ export declare const ServerMessage: TSchema
 /** A message in a room; its `id` is the offset the `rooms` topic gave it. */
 export declare const Said: TSchema
 export declare const TOKEN_EXPIRED: 4001
-export declare const chat: { inbound: TSchema, outbound: TSchema }
+export declare const chat: {
+  inbound: TSchema
+  outbound: TSchema
+  /** `history` (older messages of a room) and `join` (may the caller go there; app error `room_full`) */
+  requests: {
+    history: { params: TSchema, result: TSchema }
+    join: { params: TSchema, result: TSchema, errors: { room_full: TSchema } }
+  }
+}

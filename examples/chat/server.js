@@ -18,6 +18,9 @@
 // - typed messages: every inbound frame is validated against `ClientMessage`, every object
 //   passed to `socket.send()` is serialized from `ServerMessage`;
 // - bad input answered with an `error` message (the `invalidMessage` hook) instead of a close;
+// - typed calls beside the messages (`requests`, JSON-RPC 2.0): `history` loads older messages,
+//   `join` asks whether another room has room, answered with the app error `room_full` when
+//   it has not; an error answer never closes the connection;
 // - `heartbeat: true`: the route answers the client's heartbeat, so the page notices a dead link;
 // - a custom close code: 4001 `token expired` when the token's lifetime is over;
 // - the same app on several nodes: with `REDIS_URL`, the topics use `redisBroker` on
@@ -38,6 +41,8 @@ const ClientMessage = Type.Union([
   Type.Object({ type: Type.Literal('typing') })
 ])
 
+const Members = Type.Array(Type.Object({ name: Type.String() }))
+
 /** A message in a room; `id` is its offset in the room, set by the `rooms` topic. */
 const Said = Type.Object({
   type: Type.Literal('said'),
@@ -50,7 +55,7 @@ const Said = Type.Object({
 const Presence = Type.Object({
   type: Type.Literal('presence'),
   room: Type.String(),
-  users: Type.Array(Type.Object({ name: Type.String() }))
+  users: Members
 })
 const Typing = Type.Object({ type: Type.Literal('typing'), name: Type.String() })
 
@@ -64,15 +69,34 @@ const ServerMessage = Type.Union([
   Type.Object({ type: Type.Literal('error'), message: Type.String() })
 ])
 
-/** What the route spreads into its `websocket` option and the page passes to `connect()`. */
-const chat = { inbound: ClientMessage, outbound: ServerMessage }
-
 const Name = Type.String({ minLength: 1, maxLength: 32, pattern: '^[\\w .-]+$' })
 const RoomName = Type.String({ minLength: 1, maxLength: 32, pattern: '^[\\w-]+$' })
+/** What the page may ask the server, beside its messages. */
+const requests = {
+  /** Up to `limit` messages of `room` older than the id `before` (without it, the latest), oldest first. */
+  history: {
+    params: Type.Object({
+      room: RoomName,
+      before: Type.Optional(Type.Integer({ minimum: 1 })),
+      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 }))
+    }),
+    result: Type.Array(Said)
+  },
+  /** Whether `room` has room for the caller, and who is in it; the page asks before it moves there. */
+  join: {
+    params: Type.Object({ room: RoomName }),
+    result: Type.Object({ room: Type.String(), members: Members }),
+    errors: { room_full: Type.Object({ capacity: Type.Integer() }) }
+  }
+}
+
+/** What the route spreads into its `websocket` option and the page passes to `connect()`. */
+const chat = { inbound: ClientMessage, outbound: ServerMessage, requests }
 
 const TOKEN_EXPIRED = 4001 // application close codes live in 4000-4999
 const HISTORY = 100 // messages the `rooms` topic keeps per room, for pages that reconnect
 const RECENT = 50 // messages shown to a page that joins a room afresh
+const OLDER = 50 // messages a `history` call returns when it does not say how many
 
 const page = readFileSync(join(__dirname, 'public', 'index.html'))
 const script = readFileSync(join(__dirname, 'public', 'app.js'))
@@ -131,6 +155,7 @@ function verifyToken (secret, token) {
  * @param {number} [options.presenceRefreshMs] how often each node re-sends the members of its rooms (default 5 s)
  * @param {number} [options.heartbeatIntervalMs] how often the page sends a heartbeat (default 10 s)
  * @param {number} [options.heartbeatTimeoutMs] how long the page waits for its answer (default 5 s)
+ * @param {number} [options.roomCapacity] names a room holds at most (default 100)
  * @param {boolean|object} [options.logger] Fastify logger option
  */
 async function buildChatServer (options = {}) {
@@ -141,6 +166,7 @@ async function buildChatServer (options = {}) {
     presenceRefreshMs = 5_000,
     heartbeatIntervalMs = 10_000,
     heartbeatTimeoutMs = 5_000,
+    roomCapacity = 100,
     logger = false
   } = options
 
@@ -223,6 +249,10 @@ async function buildChatServer (options = {}) {
       return reply.code(401).send({ error: 'Unauthorized', message: 'invalid or expired token' })
     }
     request.session = session
+    // a full room is refused before the upgrade too, so a page cannot walk in past `join`
+    if (await isFull(request.params.room, session.name)) {
+      return reply.code(409).send({ error: 'Conflict', message: 'the room is full' })
+    }
   }
   app.decorateRequest('session', null)
 
@@ -231,6 +261,13 @@ async function buildChatServer (options = {}) {
   async function membersOf (room) {
     const names = new Set((await rooms.presence(room)).map((member) => member.name))
     return [...names].sort((a, b) => a.localeCompare(b)).map((name) => ({ name }))
+  }
+
+  /** Whether `room` has `roomCapacity` names in it and `name` is not one of them. */
+  async function isFull (room, name) {
+    // Redis away: let the page in, as the rest of the room would
+    const members = await membersOf(room).catch(() => [])
+    return members.length >= roomCapacity && !members.some((member) => member.name === name)
   }
 
   // Tells every node's subscribers who is in `room` now; calls made while one is under way
@@ -324,6 +361,21 @@ async function buildChatServer (options = {}) {
         } catch (err) {
           if (err.code !== 'FST_WS_BROKER_UNAVAILABLE') throw err
           if (msg.type === 'say') await socket.send({ type: 'error', message: 'Your message was not sent: the server cannot reach the other nodes. Try again.' })
+        }
+      },
+
+      // The calls of `requests`: whatever a handler throws is answered, the connection stays open.
+      handlers: {
+        async history (socket, { room, before, limit = OLDER }) {
+          // the topic keeps the last HISTORY messages of a room: look through them all
+          const kept = await rooms.history(room)
+          return kept.filter((entry) => before === undefined || entry.offset < before).slice(-limit).map((entry) => entry.message)
+        },
+        async join (socket, { room }) {
+          if (await isFull(room, socket.request.session.name)) {
+            throw socket.requestError('room_full', { capacity: roomCapacity }, `${room} is full`)
+          }
+          return { room, members: await membersOf(room) }
         }
       },
 

@@ -1,11 +1,14 @@
 // The chat page: an ES module, no build step. The connection is fastify-typed-websocket/client
 // (served as /client.mjs): reconnects with backoff, heartbeat, resume with `since` (the highest
 // message id seen in the room, kept by the client), and a refused upgrade (401 after a server
-// restart or an expired token) reported, not retried.
+// restart or an expired token) reported, not retried. Older messages and moving to another
+// room are calls (`client.call()`), answered beside the messages on the same connection.
 import { connect } from '/client.mjs'
 
 const TOKEN_EXPIRED = 4001
 const TYPING_MS = 3000 // how long a `typing` message keeps the indicator on
+const OLDER = 50 // messages one click on "Load older messages" asks for
+const CALL_MS = 5000 // how long a call may take before the page gives up on it
 const $ = (id) => document.getElementById(id)
 
 let client = null
@@ -37,21 +40,26 @@ function span (className, text) {
   return el
 }
 
-function showSaid ({ id, from, text, at }) {
+function saidParts ({ from, text, at }) {
   const time = new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
   const meta = document.createElement('div')
   meta.className = 'meta'
   meta.append(span('from', from), span('time', time))
+  return [meta, span('text', text)]
+}
+
+function showSaid (said) {
+  const { id, from, text } = said
   // the server has it: the oldest pending line with this text becomes the message, where it stands
   const waiting = from === session.name ? pending.findIndex((p) => p.text === text) : -1
   let li
   if (waiting === -1) {
-    li = addLine(from === session.name ? 'said mine' : 'said', meta, span('text', text))
+    li = addLine(from === session.name ? 'said mine' : 'said', ...saidParts(said))
   } else {
     li = pending[waiting].li
     pending.splice(waiting, 1)
     li.className = 'said mine'
-    li.replaceChildren(meta, span('text', text))
+    li.replaceChildren(...saidParts(said))
   }
   li.dataset.id = String(id)
   li.dataset.connection = String(connection)
@@ -178,6 +186,8 @@ async function login (name, room) {
   $('room-name').textContent = room
   $('me').textContent = body.name
   $('messages').replaceChildren()
+  $('load-older').hidden = false
+  $('room-error').textContent = ''
   showChat(true)
   // messages that a refused session did not get to send: the same name in the same room sends them now
   const unsent = pending.filter((p) => p.name === body.name && p.room === room).map((p) => p.text)
@@ -207,7 +217,10 @@ async function login (name, room) {
     } else if (state === 'reconnecting' && info.closeCode !== undefined) {
       $('close-info').textContent = `Connection lost (${info.closeCode}${info.closeReason ? ` ${info.closeReason}` : ''}); reconnecting…`
     } else if (state === 'refused') {
-      const message = info.refusal.status === 401 ? 'Your session has ended. Log in again.' : `The server refused the connection (${info.refusal.status}).`
+      const { status } = info.refusal
+      const message = status === 401
+        ? 'Your session has ended. Log in again.'
+        : status === 409 ? `${session.room} is full. Try another room.` : `The server refused the connection (${status}).`
       logout(message + keepPending())
     } else if (state === 'closed' && info.closeCode === TOKEN_EXPIRED) {
       logout('Your login has expired (token expired). Log in again.' + keepPending())
@@ -240,6 +253,66 @@ $('text').addEventListener('input', () => {
   if (client?.state !== 'open' || Date.now() - lastTypingSent < 1000) return
   lastTypingSent = Date.now()
   client.send({ type: 'typing' })
+})
+
+// Older messages: the `history` call, for the ones before the oldest shown, put above it in order.
+$('load-older').addEventListener('click', async () => {
+  const button = $('load-older')
+  const oldest = $('messages').querySelector('li.said[data-id]')
+  const before = oldest === null ? undefined : Number(oldest.dataset.id)
+  const room = session.room
+  button.disabled = true
+  try {
+    const older = await client.call('history', { room, before, limit: OLDER }, { timeout: CALL_MS })
+    if (session?.room !== room) return
+    const first = $('messages').firstChild
+    for (const said of older) {
+      const li = document.createElement('li')
+      li.className = said.from === session.name ? 'said mine' : 'said'
+      li.append(...saidParts(said))
+      li.dataset.id = String(said.id)
+      li.dataset.connection = String(connection)
+      $('messages').insertBefore(li, first)
+    }
+    if (older.length < OLDER) {
+      button.hidden = true
+      const li = document.createElement('li')
+      li.className = 'system'
+      li.textContent = 'No older messages.'
+      $('messages').prepend(li)
+    }
+  } catch (err) {
+    addLine('error', `Older messages could not be loaded: ${err.message}`)
+  } finally {
+    button.disabled = false
+  }
+})
+
+// Another room: `join` says whether it has room before the page moves there; a full room is
+// the app error `room_full`, shown here, and the page stays where it is, still connected.
+$('room-form').addEventListener('submit', async (event) => {
+  event.preventDefault()
+  const room = $('other-room').value.trim()
+  if (room === '' || client === null || room === session.room) return
+  const button = event.target.querySelector('button')
+  button.disabled = true
+  $('room-error').textContent = ''
+  try {
+    await client.call('join', { room }, { timeout: CALL_MS })
+    const { name } = session
+    client.close()
+    client = null
+    $('other-room').value = ''
+    await login(name, room)
+  } catch (err) {
+    if (client?.isRemoteError(err, 'join') && err.name === 'room_full') {
+      $('room-error').textContent = `${room} is full (${err.data.capacity} ${err.data.capacity === 1 ? 'person' : 'people'}). You are still in ${session.room}.`
+    } else {
+      $('room-error').textContent = `Could not go to ${room}: ${err.message}`
+    }
+  } finally {
+    button.disabled = false
+  }
 })
 
 $('leave').addEventListener('click', () => logout(''))
