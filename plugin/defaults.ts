@@ -1,6 +1,6 @@
 /*
  * Every option's default, in one table: the code reads it, the tests read it,
- * and test/defaults.test.ts checks the README's option table against it.
+ * and test/defaults.test.ts checks the option table of docs/reference.md against it.
  * Its keys are those of the public WebSocketOptions (types/index.d.ts): an
  * option added there and not here does not compile.
  */

@@ -103,7 +103,7 @@ module.exports.CloseCode = CloseCode
 module.exports.RemoteError = RemoteError
 module.exports.RpcCode = RpcCode
 module.exports.CloseReason = CloseReason
-// Every error class, for `instanceof` (README, Errors).
+// Every error class, for `instanceof` (docs/reference.md, Errors).
 module.exports.FST_WS_NOT_GET = errors.FST_WS_NOT_GET
 module.exports.FST_WS_INVALID_OPTION = errors.FST_WS_INVALID_OPTION
 module.exports.FST_WS_PLUGIN_NOT_REGISTERED = errors.FST_WS_PLUGIN_NOT_REGISTERED

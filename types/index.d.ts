@@ -497,7 +497,7 @@ declare namespace fastifyTypedWebsocket {
    */
   export const WebSocketClosedError: FastifyErrorConstructor<{ code: 'FST_WS_CLOSED', statusCode: 500 }, [string]>
 
-  // Every error class the plugin throws, for `instanceof` (README, Errors); each instance has its `code`.
+  // Every error class the plugin throws, for `instanceof` (docs/reference.md, Errors); each instance has its `code`.
   /** `websocket` on a route that is not GET (thrown at registration). */
   export const FST_WS_NOT_GET: FastifyErrorConstructor<{ code: 'FST_WS_NOT_GET', statusCode: 500 }, [url: string, method: string]>
   /** A broken plugin, route or topic option (fails `app.ready()`). */
