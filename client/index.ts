@@ -386,34 +386,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     const id = this.#requestPrefix + String(++this.#requestSeq)
     const text = JSON.stringify({ ...(msg as object), id })
     const timeout = options.timeout ?? this.#options.requestTimeout ?? 10_000
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => settle(new AbortError('request aborted', signal?.reason))
-      const settle = (err: Error | undefined, answer?: unknown): void => {
-        const entry = this.#pending.get(id)
-        if (entry === undefined) return
-        this.#pending.delete(id)
-        entry.cleanup()
-        if (err === undefined) resolve(answer as OutboundOf<C>)
-        else reject(err)
-      }
-      const entry: Pending = {
-        resolve: (answer) => settle(undefined, answer),
-        reject: (err) => settle(err),
-        timer: setTimeout(() => settle(new TimeoutError(`no answer to request ${id} within ${timeout} ms`)), timeout),
-        sentOn: undefined,
-        cleanup: () => {
-          clearTimeout(entry.timer)
-          signal?.removeEventListener('abort', onAbort)
-        }
-      }
-      this.#pending.set(id, entry)
-      signal?.addEventListener('abort', onAbort)
-      try {
-        this.#write(text, id)
-      } catch (err) {
-        settle(err as Error)
-      }
-    })
+    return this.#answerTo(id, text, timeout, signal, { timedOut: `no answer to request ${id} within ${timeout} ms`, aborted: 'request aborted' },
+      (answer) => answer as OutboundOf<C>)
   }
 
   /**
@@ -431,40 +405,59 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       ? JSON.stringify({ jsonrpc: '2.0', id, method })
       : JSON.stringify({ jsonrpc: '2.0', id, method, params })
     const timeout = options.timeout ?? this.#options.requestTimeout ?? 10_000
-    return new Promise((resolve, reject) => {
-      const giveUp = (err: Error): void => {
-        const entry = this.#pending.get(id)
-        if (entry === undefined) return
+    return this.#answerTo(id, text, timeout, signal, { timedOut: `no answer to ${method} within ${timeout} ms`, aborted: `call of ${method} aborted` },
+      (answer) => {
+        const error = answer.error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
+        if (error !== undefined && error !== null && typeof error === 'object') {
+          throw new RemoteError(typeof error.code === 'number' ? error.code : -32603, typeof error.message === 'string' ? error.message : 'Remote error',
+            error.data, typeof error.name === 'string' ? error.name : undefined)
+        }
+        const problem = this.#rpcChecks.get(`requests.${method}`)?.(answer.result)
+        if (problem !== undefined) throw new InvalidServerMessageError(`the result of ${method} does not match its schema: ${problem}`, JSON.stringify(answer))
+        return answer.result as ResultOf<RequestsOf<C>[M]>
+      },
+      (entry) => {
+        // Gave up: a call that went out on this connection is cancelled, one still queued never goes.
         const socket = this.#socket
         if (entry.sentOn !== undefined && entry.sentOn === socket && socket.readyState === OPEN) {
           socket.send(JSON.stringify({ jsonrpc: '2.0', method: '$/cancelRequest', params: { id } }))
         } else if (entry.sentOn === undefined) {
           this.#unqueue(id)
         }
-        settle(err)
-      }
-      const onAbort = (): void => giveUp(new AbortError(`call of ${method} aborted`, signal?.reason))
+      })
+  }
+
+  /**
+   * Writes `text` (queued while reconnecting) and waits for the server message carrying `id`:
+   * `answered` turns it into the result (or throws the error to reject with). A timeout, an
+   * abort or a failed write rejects; `giveUp` runs first on a timeout or an abort.
+   */
+  #answerTo<T> (id: string, text: string, timeout: number, signal: AbortSignal | undefined, failures: { timedOut: string, aborted: string },
+    answered: (answer: Record<string, unknown>) => T, giveUp?: (entry: Pending) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
       const settle = (err: Error | undefined, answer?: Record<string, unknown>): void => {
         const entry = this.#pending.get(id)
         if (entry === undefined) return
         this.#pending.delete(id)
         entry.cleanup()
         if (err !== undefined) return reject(err)
-        const error = (answer as Record<string, unknown>).error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
-        if (error !== undefined && error !== null && typeof error === 'object') {
-          reject(new RemoteError(typeof error.code === 'number' ? error.code : -32603, typeof error.message === 'string' ? error.message : 'Remote error',
-            error.data, typeof error.name === 'string' ? error.name : undefined))
-        } else {
-          const result = (answer as Record<string, unknown>).result
-          const problem = this.#rpcChecks.get(`requests.${method}`)?.(result)
-          if (problem === undefined) resolve(result as ResultOf<RequestsOf<C>[M]>)
-          else reject(new InvalidServerMessageError(`the result of ${method} does not match its schema: ${problem}`, JSON.stringify(answer)))
+        try {
+          resolve(answered(answer as Record<string, unknown>))
+        } catch (failed) {
+          reject(failed)
         }
       }
+      const stop = (err: Error): void => {
+        const entry = this.#pending.get(id)
+        if (entry === undefined) return
+        giveUp?.(entry)
+        settle(err)
+      }
+      const onAbort = (): void => stop(new AbortError(failures.aborted, signal?.reason))
       const entry: Pending = {
         resolve: (answer) => settle(undefined, answer as Record<string, unknown>),
         reject: (err) => settle(err),
-        timer: setTimeout(() => giveUp(new TimeoutError(`no answer to ${method} within ${timeout} ms`)), timeout),
+        timer: setTimeout(() => stop(new TimeoutError(failures.timedOut)), timeout),
         sentOn: undefined,
         cleanup: () => {
           clearTimeout(entry.timer)
