@@ -10,7 +10,7 @@ import type { Topic, TypedWebSocket } from 'fastify-typed-websocket'
 import typedWebsocket from './helpers/plugin'
 import { MemoryBroker } from '../plugin/memory-broker'
 import type { Broker, BrokerEntry, BrokerMessage, BrokerSink, BrokerTopic } from '../plugin/broker'
-import { startServer, messages, deferred, until } from './helpers/server'
+import { startServer, messages, deferred, until, type TestServer } from './helpers/server'
 
 const Said = Type.Object({ type: Type.Literal('said'), id: Type.Integer(), text: Type.String() })
 const Member = Type.Object({ name: Type.String() })
@@ -35,17 +35,26 @@ class SlowHistory extends MemoryBroker {
 
 const said = (text: string) => ({ type: 'said' as const, text })
 
-t.test('a message published while a subscriber replays history comes after the replay, once', async (t) => {
-  const broker = new SlowHistory()
-  let rooms = undefined as unknown as Rooms
-  const server = await startServer(t, (app: FastifyInstance) => {
-    rooms = app.websocketTopic('rooms', { message: Said, history: 10, offsetField: 'id' })
+interface Lobby { rooms: Rooms, sockets: TypedWebSocket[], server: TestServer }
+
+/** A `rooms` topic (history 10, offsetField id) on `broker`, and /room subscribing each socket to 'lobby' with `?since=`; it then sends `{ subscribed }`. */
+async function lobbyServer (t: Test, broker: Broker): Promise<Lobby> {
+  const lobby = { sockets: [] as TypedWebSocket[] } as unknown as Lobby
+  lobby.server = await startServer(t, (app: FastifyInstance) => {
+    lobby.rooms = app.websocketTopic('rooms', { message: Said, history: 10, offsetField: 'id' })
     app.get('/room', { websocket: { outbound: Said } }, async (socket, request) => {
+      lobby.sockets.push(socket)
       const since = (request.query as { since?: string }).since
-      const result = await rooms.subscribe(socket, 'lobby', { since: since === undefined ? undefined : Number(since) })
+      const result = await lobby.rooms.subscribe(socket, 'lobby', { since: since === undefined ? undefined : Number(since) })
       await socket.send(JSON.stringify({ subscribed: result }))
     })
   }, { plugin: { broker } })
+  return lobby
+}
+
+t.test('a message published while a subscriber replays history comes after the replay, once', async (t) => {
+  const broker = new SlowHistory()
+  const { rooms, server } = await lobbyServer(t, broker)
   const live = new WebSocket(server.url('/room'))
   await messages(live, 1)
   const toLive = messages(live, 5)
@@ -300,15 +309,7 @@ class LaggingBroker extends MemoryBroker {
 
 t.test('a node whose view of the key lags: since the latest offset is recovered, and what the client holds is not sent again', async (t) => {
   const broker = new LaggingBroker()
-  let rooms = undefined as unknown as Rooms
-  const server = await startServer(t, (app: FastifyInstance) => {
-    rooms = app.websocketTopic('rooms', { message: Said, history: 10, offsetField: 'id' })
-    app.get('/room', { websocket: { outbound: Said } }, async (socket, request) => {
-      const since = (request.query as { since?: string }).since
-      const result = await rooms.subscribe(socket, 'lobby', { since: since === undefined ? undefined : Number(since) })
-      await socket.send(JSON.stringify({ subscribed: result }))
-    })
-  }, { plugin: { broker } })
+  const { rooms, server } = await lobbyServer(t, broker)
   const first = new WebSocket(server.url('/room'))
   t.same(await messages(first, 1), [JSON.stringify({ subscribed: { offset: 0, recovered: false } })])
   const toFirst = messages(first, 4)
@@ -340,17 +341,7 @@ t.test('a node whose view of the key lags: since the latest offset is recovered,
 
 t.test('a lagging node: messages that arrive while the broker is asked go out after it answers, those the client holds do not', async (t) => {
   const broker = new LaggingBroker()
-  let rooms = undefined as unknown as Rooms
-  const sockets: TypedWebSocket[] = []
-  const server = await startServer(t, (app: FastifyInstance) => {
-    rooms = app.websocketTopic('rooms', { message: Said, history: 10, offsetField: 'id' })
-    app.get('/room', { websocket: { outbound: Said } }, async (socket, request) => {
-      sockets.push(socket)
-      const since = (request.query as { since?: string }).since
-      const result = await rooms.subscribe(socket, 'lobby', { since: since === undefined ? undefined : Number(since) })
-      await socket.send(JSON.stringify({ subscribed: result }))
-    })
-  }, { plugin: { broker } })
+  const { rooms, sockets, server } = await lobbyServer(t, broker)
   const first = new WebSocket(server.url('/room'))
   await messages(first, 1)
   const toFirst = messages(first, 5)
