@@ -237,9 +237,12 @@ export class Topic {
     let joined = false
     try {
       await state.ready
-      if (presence !== undefined) {
+      // Closed or unsubscribed while the broker answered: join no one.
+      if (presence !== undefined && state.joining.has(socket)) {
         joined = true
         await broker.join(this.settings, key, member.id, presence)
+        // ...or while it joined: take the member back, or it outlives the socket.
+        if (!state.joining.has(socket) && !existing) await broker.leave(this.settings, key, member.id)
       }
     } catch (err) {
       // A join that got no answer in time may still be run by the broker: take it back.
