@@ -457,6 +457,7 @@ export class TopicNode implements BrokerSink {
   // Publish tags: unique to this node (a random prefix) and to each publish (a counter).
   readonly #tagPrefix = randomUUID().slice(0, 13)
   #tags = 0
+  #starting = false
   #started = false
   #closed = false
 
@@ -501,13 +502,15 @@ export class TopicNode implements BrokerSink {
   }
 
   async start (): Promise<void> {
+    this.#starting = true
     await this.#broker.start(this)
     this.#started = true
   }
 
+  /** Closes the broker whatever state its start reached: a start that failed (Redis down at ready()) may hold connections. */
   async close (): Promise<void> {
-    if (!this.#started) return
-    await Promise.allSettled([...this.topics.values()].map(t => t.leaveAll()))
+    if (!this.#starting) return
+    if (this.#started) await Promise.allSettled([...this.topics.values()].map(t => t.leaveAll()))
     this.#closed = true
     await this.#broker.close()
   }
