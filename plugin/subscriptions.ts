@@ -66,9 +66,9 @@ export class Subscriptions {
   // Per socket, the (topic, key) pairs it asked for (pending ones too): `topic\0key`.
   readonly #held = new WeakMap<WebSocketConnection, Set<string>>()
 
-  constructor (url: string, input: unknown, topics: TopicNode, max: number, instance: unknown) {
+  constructor (url: string, input: Record<string, unknown>, topics: TopicNode, max: number, instance: unknown) {
     const where = `Route "${url}"`
-    if (!isObject(input)) throw new FST_WS_INVALID_OPTION(where, 'subscriptions must be an object of { topic, authorize?, presence? } keyed by topic name')
+    // (An object: the route's options were checked first.)
     for (const name of Object.keys(input)) {
       const entry = input[name]
       if (!isObject(entry)) throw new FST_WS_INVALID_OPTION(where, `subscriptions.${name} must be an object { topic, authorize?, presence? }`)
@@ -96,11 +96,6 @@ export class Subscriptions {
     }
     this.#max = max
     this.#instance = instance
-  }
-
-  /** The topics a client may subscribe to, for documentation. */
-  get entries (): ReadonlyMap<string, SubscriptionEntry> {
-    return this.#entries
   }
 
   #target (params: unknown): { entry: SubscriptionEntry, name: string, key: string } {

@@ -2,8 +2,20 @@ import t, { type Test } from 'tap'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { Topic } from 'fastify-typed-websocket'
-import { startServer, connect, until } from './helpers/server'
+import { startServer, connect, until, deferred, sleep } from './helpers/server'
 import { RawPeer, type Envelope } from './helpers/jsonrpc'
+import { MemoryBroker } from '../plugin/memory-broker'
+import type { BrokerTopic } from '../plugin/broker'
+
+/** The in-memory broker, whose subscribe fails for key "down", and for key "slow" once `gate` resolves. */
+class FailingBroker extends MemoryBroker {
+  readonly gate = deferred()
+  override async subscribe (topic: BrokerTopic, key: string): ReturnType<MemoryBroker['subscribe']> {
+    if (key === 'slow') await this.gate.promise
+    if (key === 'down' || key === 'slow') throw new Error('broker down')
+    return await super.subscribe(topic, key)
+  }
+}
 
 const Said = Type.Object({ type: Type.Literal('said'), id: Type.Integer(), text: Type.String() })
 const Member = Type.Object({ name: Type.String() })
@@ -162,4 +174,28 @@ t.test('a route with subscriptions checks them at ready()', async (t) => {
   await t.rejects(startServer(t, (app) => {
     app.get('/live', { websocket: { maxSubscriptions: 0 } }, () => {})
   }), { code: 'FST_WS_INVALID_OPTION', message: /maxSubscriptions must be an integer >= 1/ })
+})
+
+t.test('a subscribe the broker fails is answered -32603 and logged, counts for nothing, and the socket stays open', async (t) => {
+  const broker = new FailingBroker()
+  const server = await startServer(t, (app: FastifyInstance) => {
+    const rooms = app.websocketTopic('rooms', { message: Said })
+    app.get('/live', { websocket: { maxSubscriptions: 1, subscriptions: { rooms: { topic: rooms } } } }, () => {})
+  }, { plugin: { broker } })
+  const peer = await peerOf(server.url('/live'))
+  const failed = await peer.ask(1, '$/subscribe', { topic: 'rooms', key: 'down' })
+  t.match(failed.error, { code: -32603, message: 'Internal error' })
+  t.ok(server.logs.some(l => l.msg === 'websocket subscription failed'), 'logged')
+  t.match((await peer.ask(2, '$/subscribe', { topic: 'rooms', key: 'up' })).result, { recovered: false }, 'the failed one did not count')
+  const none = await peer.ask(3, '$/subscribe')
+  t.match(none.error, { code: -32602, message: /topic must be a string/ })
+  const gone = await peerOf(server.url('/live'))
+  gone.send({ jsonrpc: '2.0', id: 1, method: '$/subscribe', params: { topic: 'rooms', key: 'slow' } })
+  await until(() => server.app.websocketClients.size === 2)
+  gone.ws.terminate()
+  await until(() => server.app.websocketClients.size === 1)
+  broker.gate.resolve()
+  // (The rejection settles within microtasks of the gate; a few ms is ample.)
+  await sleep(20)
+  t.equal(server.logs.filter(l => l.msg === 'websocket subscription failed').length, 1, 'nothing logged for a socket that is gone')
 })
