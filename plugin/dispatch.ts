@@ -10,7 +10,6 @@ import type { Handler, HandlerName } from './options'
 import { Taken } from './requests'
 import type { WebSocketConnection } from './connection'
 import { discard, drain, holdQueue } from './inbound'
-import { answerHeartbeat } from './outbound'
 import { Flag, isThenable, kClose, kFlags, kRoute } from './state'
 
 /** Runs the route handler (`open`); messages wait until it settles. */
@@ -44,8 +43,6 @@ function openFailed (connection: WebSocketConnection, err: unknown): void {
 
 export function dispatch (connection: WebSocketConnection, data: Buffer, isBinary: boolean): void {
   const route = connection[kRoute]
-  // A heartbeat that waited for the rate limit.
-  if (data.length === 0 && !isBinary && route.options.heartbeat) return answerHeartbeat(connection)
   const message = route.handlers.message
   // JSON-RPC (plugin/requests.ts): a request starts here, in message order, and
   // runs beside what follows; at maxConcurrentRequests reading stops until one ends.

@@ -104,18 +104,17 @@ function onMessage (connection: WebSocketConnection, data: Buffer, isBinary: boo
   if ((flags & Flag.Discard) !== 0) return
   const route = connection[kRoute]
   // The client's heartbeat: an empty text message, never valid JSON, answered
-  // at once, like a ping, however busy the hooks are — within the rate limit
-  // (with 'pause', past it, it waits its turn like a message).
+  // at once, like a ping, however busy the hooks are. It takes a token of the
+  // rate limit when there is one; past the limit, 'close' closes and 'pause'
+  // answers it all the same (a paused client is not a dead one).
   if (data.length === 0 && !isBinary && route.options.heartbeat) {
     const bucket = connection[kBucket]
-    if (bucket === undefined || bucket.take(0)) {
+    if (bucket === undefined || bucket.take(0) || !bucket.closes) {
       answerHeartbeat(connection)
       return
     }
-    if (bucket.closes) {
-      rateLimited(connection, bucket, 0)
-      return
-    }
+    rateLimited(connection, bucket, 0)
+    return
   }
   connection[kMessagesIn]++
   if (messageChannel.hasSubscribers) messageChannel.publish({ socket: connection, direction: 'in', bytes: data.length, binary: isBinary })
@@ -124,6 +123,9 @@ function onMessage (connection: WebSocketConnection, data: Buffer, isBinary: boo
     rateLimited(connection, bucket, data.length)
     return
   }
+  // While dispatch is held, an answer to the server's call or a cancellation
+  // of a running request is taken out of turn: what holds dispatch may wait for it.
+  if ((flags & Flag.Busy) !== 0 && !isBinary && route.requests?.control(connection, data) === true) return
   // With action 'pause', tokens are taken when the message is delivered.
   let throttled = false
   if ((flags & Flag.Busy) === 0) {
@@ -198,10 +200,13 @@ function rateLimited (connection: WebSocketConnection, bucket: TokenBucket, size
   setTimeout(() => drain(connection), waitMs)
 }
 
-/** Holds the queue and stops reading, until drain(). */
+/**
+ * Holds the queue until drain(). Reading goes on: heartbeats, answers to the
+ * server's calls and cancellations are taken as they come, and other messages
+ * queue until maxPendingMessages or maxPendingBytes, where reading pauses.
+ */
 export function holdQueue (connection: WebSocketConnection): void {
   connection[kFlags] |= Flag.Busy
-  if ((connection[kFlags] & Flag.Paused) === 0) pause(connection)
 }
 
 /** Drops what is queued: the server is closing the connection for bad input or a failed hook. */
@@ -213,6 +218,7 @@ export function discard (connection: WebSocketConnection): void {
 export function resume (connection: WebSocketConnection): void {
   if ((connection[kFlags] & Flag.Paused) !== 0) {
     connection[kFlags] &= ~Flag.Paused
+    pausedBeats.delete(connection)
     connection.raw.resume()
   }
 }
@@ -220,4 +226,35 @@ export function resume (connection: WebSocketConnection): void {
 function pause (connection: WebSocketConnection): void {
   connection[kFlags] |= Flag.Paused
   connection.raw.pause()
+  if (connection[kRoute].options.heartbeat) beatWhilePaused(connection)
+}
+
+/**
+ * A client's heartbeat cannot be read while reading is paused: the server
+ * answers for it, with an empty text message every PAUSED_BEAT_MS to each
+ * connection of a heartbeat route it paused, so the client's heartbeat
+ * timeout does not take a full queue for a dead link. One timer for all.
+ */
+export const PAUSED_BEAT_MS = 1000
+const pausedBeats = new Set<WebSocketConnection>()
+let beatTimer: NodeJS.Timeout | undefined
+
+function beatWhilePaused (connection: WebSocketConnection): void {
+  answerHeartbeat(connection)
+  pausedBeats.add(connection)
+  if (beatTimer === undefined) {
+    beatTimer = setInterval(beatPaused, PAUSED_BEAT_MS)
+    beatTimer.unref()
+  }
+}
+
+function beatPaused (): void {
+  for (const connection of pausedBeats) {
+    if ((connection[kFlags] & (Flag.Paused | Flag.Gone)) !== Flag.Paused) pausedBeats.delete(connection)
+    else answerHeartbeat(connection)
+  }
+  if (pausedBeats.size === 0) {
+    clearInterval(beatTimer)
+    beatTimer = undefined
+  }
 }

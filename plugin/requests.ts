@@ -139,6 +139,9 @@ class Session {
   readonly inflight = new Map<string | number, InboundRequest>()
   readonly calls = new Map<number, OutboundCall>()
   nextId = 0
+  /** Ids of requests read while dispatch was held, not yet taken; those of them cancelled meanwhile. */
+  readonly queued = new Set<string | number>()
+  readonly cancelled = new Set<string | number>()
 }
 
 import type { CallOptions } from '../types'
@@ -246,6 +249,42 @@ export class RequestEngine {
     return this.#take(socket, envelope as Record<string, unknown>, data.length)
   }
 
+  /**
+   * A text message that arrived while dispatch is held (a hook is running, or
+   * the connection is at maxConcurrentRequests): an answer to one of the server's
+   * pending calls, or a `$/cancelRequest` of a running request, is taken at once,
+   * out of turn — the hook or handler holding dispatch may be the one waiting
+   * for it. Anything else (false) waits its turn.
+   */
+  control (socket: RequestSocket, data: Buffer): boolean {
+    if (data.indexOf(JSONRPC) === -1) return false
+    let msg: Record<string, unknown>
+    try {
+      msg = JSON.parse(data.toString())
+    } catch {
+      return false
+    }
+    if (msg === null || typeof msg !== 'object' || msg.jsonrpc !== '2.0') return false
+    const method = msg.method
+    const session = this.#session(socket)
+    if (method === undefined) {
+      if (typeof msg.id !== 'number' || !session.calls.has(msg.id) || !(Object.hasOwn(msg, 'result') || Object.hasOwn(msg, 'error'))) return false
+      this.#answered(socket, msg)
+      return true
+    }
+    if (method !== '$/cancelRequest') {
+      // A request that waits its turn: a cancellation may reach it before it runs.
+      if (isId(msg.id)) session.queued.add(msg.id)
+      return false
+    }
+    const target = (msg.params as { id?: unknown } | null | undefined)?.id
+    if (Object.hasOwn(msg, 'id') || !isId(target)) return false
+    if (session.inflight.has(target)) this.#cancel(socket, target)
+    else if (session.queued.has(target)) session.cancelled.add(target)
+    else return false
+    return true
+  }
+
   #invalid (socket: RequestSocket, id: unknown, why: string): Taken {
     this.#send(socket, errorAnswer(isId(id) ? id : null, RpcCode.InvalidRequest, `Invalid request: ${why}`))
     return Taken.Yes
@@ -254,6 +293,9 @@ export class RequestEngine {
   #take (socket: RequestSocket, msg: Record<string, unknown>, bytes: number): Taken {
     const { id, method } = msg
     const hasId = Object.hasOwn(msg, 'id')
+    // Read while dispatch was held (control): was it cancelled before its turn?
+    const queued = isId(id) ? this.#sessions.get(socket) : undefined
+    const cancelledEarly = queued !== undefined && queued.queued.delete(id as string | number) && queued.cancelled.delete(id as string | number)
     if (msg.jsonrpc !== '2.0') return this.#invalid(socket, id, 'jsonrpc must be "2.0"')
     if (method === undefined) {
       if (Object.hasOwn(msg, 'result') || Object.hasOwn(msg, 'error')) this.#answered(socket, msg)
@@ -282,6 +324,11 @@ export class RequestEngine {
     }
     const requestId = id as string | number
     const session = this.#session(socket)
+    if (cancelledEarly) {
+      // Cancelled while it waited its turn: it never runs.
+      this.#send(socket, errorAnswer(requestId, RpcCode.Cancelled, 'Request cancelled'))
+      return Taken.Yes
+    }
     if (session.inflight.has(requestId)) return this.#invalid(socket, requestId, `a request with id ${idText(requestId)} is still pending`)
     const settings = this.#settings
     const entry = settings.methods.get(method)

@@ -131,10 +131,11 @@ t.test('a request waits for the messages received before it (the message order),
   await closed(ws)
 })
 
-t.test('a flood beyond maxConcurrentRequests pauses reading and loses nothing', async (t) => {
+t.test('a flood beyond maxConcurrentRequests queues up to maxPendingMessages, then pauses reading and loses nothing', async (t) => {
   const LIMIT = 4
   const CALLS = 600
-  const PAD = 'x'.repeat(8 * 1024)
+  const PENDING = 100
+  const PAD = 'x'.repeat(32 * 1024)
   let running = 0
   let mostRunning = 0
   const gates: Array<() => void> = []
@@ -143,6 +144,7 @@ t.test('a flood beyond maxConcurrentRequests pauses reading and loses nothing', 
     app.get('/rpc', {
       websocket: {
         maxConcurrentRequests: LIMIT,
+        maxPendingMessages: PENDING,
         requests: { work: { params: Type.Object({ i: Type.Integer(), pad: Type.String() }), result: Type.Integer() } },
         handlers: {
           async work (_socket, { i }) {
@@ -156,6 +158,10 @@ t.test('a flood beyond maxConcurrentRequests pauses reading and loses nothing', 
       }
     }, (s) => { socket = s })
   })
+  let read = 0
+  const onMessage = (event: unknown): void => { if ((event as { direction: string }).direction === 'in') read++ }
+  subscribe('fastify-typed-websocket:message', onMessage)
+  t.teardown(() => unsubscribe('fastify-typed-websocket:message', onMessage))
   const ws = await connect(server.url('/rpc'))
   const peer = new RawPeer(ws)
   for (let i = 0; i < CALLS; i++) peer.send({ jsonrpc: '2.0', id: i, method: 'work', params: { i, pad: PAD } })
@@ -163,6 +169,8 @@ t.test('a flood beyond maxConcurrentRequests pauses reading and loses nothing', 
   await sleep(100)
   t.equal(running, LIMIT, `no more than ${LIMIT} handlers run`)
   t.equal((socket as TypedWebSocket).raw.isPaused, true, 'the server stopped reading')
+  // (ws parses what it has already buffered after a pause: a frame or two more.)
+  t.ok(read >= LIMIT + PENDING && read < LIMIT + PENDING + 10, `it read ${PENDING} messages past the running ones, then paused (${read} read)`)
   t.ok(ws.bufferedAmount > 0, `the client's sends wait in its buffer (${ws.bufferedAmount} bytes): TCP backpressure`)
   // Let the handlers finish, a few at a time, until every call is answered.
   const deadline = Date.now() + 20_000
