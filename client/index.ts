@@ -20,6 +20,185 @@ export interface Contract {
   outbound?: object
   requests?: Record<string, RequestSchema> | undefined
   clientRequests?: Record<string, RequestSchema> | undefined
+  /** The topics the client may subscribe to: each name maps to its message schema. */
+  subscriptions?: Record<string, object> | undefined
+}
+
+/** The contract's subscribable topics (its `subscriptions`). */
+export type SubscriptionsOf<C extends Contract> = C extends { subscriptions: infer S } ? S : Record<never, never>
+
+/** Where a subscription stands in its key's sequence: offsets compare only within one epoch. */
+export interface Position {
+  epoch: string
+  offset: number
+}
+
+/** What `sub.ready` resolves with: the position the subscription took effect at, and whether what was missed was replayed. */
+export interface SubscribeResult extends Position {
+  recovered: boolean
+}
+
+/** What `reset` listeners receive: the position the client held, and the key's position now. */
+export interface ResetInfo {
+  /** The epoch the client held; `offset`s of the old and new epochs do not compare. */
+  oldEpoch: string
+  oldOffset: number
+  epoch: string
+  offset: number
+}
+
+/** What `message` listeners receive besides the message. */
+export interface MessageInfo {
+  offset: number
+  epoch: string
+}
+
+type SubscriptionEvents<M> = {
+  message: (msg: M, info: MessageInfo) => void
+  reset: (info: ResetInfo) => void
+  error: (err: Error) => void
+}
+
+/** What the Subscription needs of its client. */
+interface SubscriptionLink {
+  unsubscribe (sub: Subscription<unknown>): void
+  presence (sub: Subscription<unknown>): Promise<unknown[]>
+}
+
+/**
+ * One key of a topic, kept lossless by the client: every message once, in offset order, or a
+ * `reset` before any gap. Made by {@link Client.subscribe}.
+ * @example const sub = client.subscribe('rooms', 'lobby'); sub.on('message', (msg, { offset }) => show(msg)); sub.on('reset', reload)
+ */
+export class Subscription<M> implements AsyncIterable<M> {
+  readonly topic: string
+  readonly key: string
+  /** Resolves once the server took the first subscribe; rejects when it refused it, or the client closed first. */
+  readonly ready: Promise<SubscribeResult>
+  /** The position of the last message delivered (or the one the subscription took effect at). */
+  position: Position | undefined = undefined
+  /** False once unsubscribed, refused, or the client is closed. */
+  active = true
+  readonly #link: SubscriptionLink
+  readonly #listeners: { [E in keyof SubscriptionEvents<M>]: Set<SubscriptionEvents<M>[E]> } = { message: new Set(), reset: new Set(), error: new Set() }
+  #settle: { resolve: (result: SubscribeResult) => void, reject: (err: Error) => void } | undefined
+  // Deliveries that came before the answer to the subscribe in flight (the replay, or a live race), in order.
+  #early: Array<[number, unknown]> | undefined = []
+  readonly #iterators = new Set<{ values: M[], wake: (() => void) | undefined }>()
+
+  constructor (link: SubscriptionLink, topic: string, key: string) {
+    this.#link = link
+    this.topic = topic
+    this.key = key
+    this.ready = new Promise<SubscribeResult>((resolve, reject) => { this.#settle = { resolve, reject } })
+    // A ready nobody awaits must not be an unhandled rejection: refusals also reach `error`.
+    this.ready.catch(() => {})
+  }
+
+  /** Listens for this key's messages, each once, in offset order. Returns a function that removes the listener. */
+  on<E extends keyof SubscriptionEvents<M>> (event: E, fn: SubscriptionEvents<M>[E]): () => void {
+    const set = this.#listeners[event] as Set<SubscriptionEvents<M>[E]>
+    set.add(fn)
+    return () => { set.delete(fn) }
+  }
+
+  /** Stops the subscription: no message after it; async iterations end. */
+  unsubscribe (): void {
+    if (!this.active) return
+    this.#link.unsubscribe(this as Subscription<unknown>)
+    this.end()
+  }
+
+  /** The members of the key (the route's `presence` of each subscriber), on every node. */
+  presence (): Promise<unknown[]> {
+    return this.#link.presence(this as Subscription<unknown>)
+  }
+
+  /** The messages, in order, until unsubscribed. */
+  async * [Symbol.asyncIterator] (): AsyncIterator<M> {
+    const iterator: { values: M[], wake: (() => void) | undefined } = { values: [], wake: undefined }
+    this.#iterators.add(iterator)
+    try {
+      while (true) {
+        if (iterator.values.length > 0) {
+          yield iterator.values.shift() as M
+          continue
+        }
+        if (!this.active) return
+        await new Promise<void>((resolve) => { iterator.wake = resolve })
+        iterator.wake = undefined
+      }
+    } finally {
+      this.#iterators.delete(iterator)
+    }
+  }
+
+  /** @internal The subscribe goes out (again): deliveries wait for its answer. */
+  sending (): void {
+    this.#early = []
+  }
+
+  /** @internal A `$/message` of this key. */
+  deliver (offset: number, data: unknown): void {
+    if (!this.active) return
+    if (this.#early !== undefined) {
+      this.#early.push([offset, data])
+      return
+    }
+    const position = this.position as Position
+    // Held already (a replay that overlaps, a resubscribe racing a live delivery): never twice.
+    if (offset <= position.offset) return
+    position.offset = offset
+    const info: MessageInfo = { offset, epoch: position.epoch }
+    for (const fn of [...this.#listeners.message]) fn(data as M, info)
+    for (const iterator of this.#iterators) {
+      iterator.values.push(data as M)
+      iterator.wake?.()
+    }
+  }
+
+  /** @internal The server's answer to the subscribe in flight. */
+  answered (result: SubscribeResult): void {
+    const held = this.position
+    const early = this.#early ?? []
+    this.#early = undefined
+    if (held === undefined || !result.recovered) {
+      this.position = { epoch: result.epoch, offset: result.offset }
+      if (held !== undefined) {
+        const info: ResetInfo = { oldEpoch: held.epoch, oldOffset: held.offset, epoch: result.epoch, offset: result.offset }
+        for (const fn of [...this.#listeners.reset]) fn(info)
+      }
+    } else {
+      held.epoch = result.epoch
+    }
+    const settle = this.#settle
+    this.#settle = undefined
+    settle?.resolve(result)
+    for (const [offset, data] of early) this.deliver(offset, data)
+    const position = this.position as Position
+    if (result.offset > position.offset && result.recovered) position.offset = result.offset
+  }
+
+  /** @internal The connection went away before the answer came: it is asked again on the next. */
+  lost (): void {
+    if (this.#early !== undefined) this.#early = []
+  }
+
+  /** @internal Refused, unsubscribed or the client closed: nothing more. */
+  end (err?: Error): void {
+    if (!this.active) return
+    this.active = false
+    this.#early = undefined
+    const settle = this.#settle
+    this.#settle = undefined
+    if (err !== undefined) {
+      settle?.reject(err)
+      for (const fn of [...this.#listeners.error]) fn(err)
+    } else {
+      settle?.reject(new ConnectionClosedError('the subscription ended before the server answered'))
+    }
+    for (const iterator of this.#iterators) iterator.wake?.()
+  }
 }
 
 /** The methods the client may call (the contract's `requests`). */
@@ -322,6 +501,24 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   #check: ((value: unknown) => string | undefined) | undefined = undefined
   // With validate: true, `requests.<method>` checks a call's result, `clientRequests.<method>` a server request's params.
   readonly #rpcChecks = new Map<string, (value: unknown) => string | undefined>()
+  // Client subscriptions by `topic\0key`, and the subscribes waiting for their answer by call id.
+  readonly #subscriptions = new Map<string, Subscription<unknown>>()
+  readonly #subscribing = new Map<string, { sub: Subscription<unknown>, socket: WebSocketLike }>()
+  readonly #link: SubscriptionLink = {
+    unsubscribe: (sub) => {
+      this.#subscriptions.delete(`${sub.topic}\0${sub.key}`)
+      const socket = this.#socket
+      if (socket !== undefined && this.state === 'open' && socket.readyState === OPEN) {
+        socket.send(JSON.stringify({ jsonrpc: '2.0', id: `${this.#callPrefix}${++this.#callSeq}`, method: '$/unsubscribe', params: { topic: sub.topic, key: sub.key } }))
+      }
+    },
+    presence: (sub) => this.#answerTo(`${this.#callPrefix}${++this.#callSeq}`, '', this.#options.requestTimeout ?? 10_000, undefined,
+      { timedOut: `no answer to the presence of ${sub.topic} "${sub.key}"`, aborted: '' }, (answer) => {
+        const error = answer.error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
+        if (error !== undefined && error !== null && typeof error === 'object') throw remoteErrorOf(error)
+        return answer.result as unknown[]
+      }, undefined, { jsonrpc: '2.0', method: '$/presence', params: { topic: sub.topic, key: sub.key } })
+  }
 
   constructor (contract: C, url: string | URL, options: ClientOptions<C, Tag> = {}) {
     const globals = globalThis as Globals
@@ -408,10 +605,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     return this.#answerTo(id, text, timeout, signal, { timedOut: `no answer to ${method} within ${timeout} ms`, aborted: `call of ${method} aborted` },
       (answer) => {
         const error = answer.error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
-        if (error !== undefined && error !== null && typeof error === 'object') {
-          throw new RemoteError(typeof error.code === 'number' ? error.code : -32603, typeof error.message === 'string' ? error.message : 'Remote error',
-            error.data, typeof error.name === 'string' ? error.name : undefined)
-        }
+        if (error !== undefined && error !== null && typeof error === 'object') throw remoteErrorOf(error)
         const problem = this.#rpcChecks.get(`requests.${method}`)?.(answer.result)
         if (problem !== undefined) throw new InvalidServerMessageError(`the result of ${method} does not match its schema: ${problem}`, JSON.stringify(answer))
         return answer.result as ResultOf<RequestsOf<C>[M]>
@@ -433,7 +627,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
    * abort or a failed write rejects; `giveUp` runs first on a timeout or an abort.
    */
   #answerTo<T> (id: string, text: string, timeout: number, signal: AbortSignal | undefined, failures: { timedOut: string, aborted: string },
-    answered: (answer: Record<string, unknown>) => T, giveUp?: (entry: Pending) => void): Promise<T> {
+    answered: (answer: Record<string, unknown>) => T, giveUp?: (entry: Pending) => void, body?: Record<string, unknown>): Promise<T> {
+    if (body !== undefined) text = JSON.stringify({ ...body, id })
     return new Promise((resolve, reject) => {
       const settle = (err: Error | undefined, answer?: Record<string, unknown>): void => {
         const entry = this.#pending.get(id)
@@ -496,6 +691,50 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     return () => { if (this.#handlers.get(method) === handler) this.#handlers.delete(method) }
   }
 
+  /**
+   * Subscribes to `key` of one of the contract's `subscriptions`, over this connection, and keeps
+   * it lossless: the client tracks its position and, on every reconnect, subscribes again from it
+   * before the offline queue flushes; when the server cannot replay what was missed, `reset` fires
+   * instead (take a snapshot). Throws when this client already holds a subscription to the key.
+   * @example const sub = client.subscribe('rooms', 'lobby'); sub.on('message', (msg, { offset }) => show(msg))
+   */
+  subscribe<N extends keyof SubscriptionsOf<C> & string> (topic: N, key: string): Subscription<StaticOf<SubscriptionsOf<C>[N]>> {
+    if (this.state === 'closed' || this.state === 'refused') {
+      throw new ConnectionClosedError(`the client is ${this.state}`, this.closeCode, this.closeReason)
+    }
+    const name = `${topic}\0${key}`
+    if (this.#subscriptions.has(name)) throw new TypeError(`already subscribed to ${topic} ${JSON.stringify(key)}: unsubscribe() it first`)
+    const sub = new Subscription<unknown>(this.#link, topic, key)
+    this.#subscriptions.set(name, sub)
+    const socket = this.#socket
+    if (socket !== undefined && this.state === 'open' && socket.readyState === OPEN) this.#subscribe(sub)
+    return sub as Subscription<StaticOf<SubscriptionsOf<C>[N]>>
+  }
+
+  /** Sends a subscription's `$/subscribe` on the open socket, from the position it holds. */
+  #subscribe (sub: Subscription<unknown>): void {
+    const socket = this.#socket as WebSocketLike
+    const id = `${this.#callPrefix}${++this.#callSeq}`
+    const params: Record<string, unknown> = { topic: sub.topic, key: sub.key }
+    if (sub.position !== undefined) params.since = { epoch: sub.position.epoch, offset: sub.position.offset }
+    sub.sending()
+    this.#subscribing.set(id, { sub, socket })
+    socket.send(JSON.stringify({ jsonrpc: '2.0', id, method: '$/subscribe', params }))
+  }
+
+  /** The answer to a `$/subscribe`. */
+  #subscribed (sub: Subscription<unknown>, msg: Record<string, unknown>): void {
+    if (!sub.active) return
+    const error = msg.error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
+    if (error !== undefined && error !== null && typeof error === 'object') {
+      this.#subscriptions.delete(`${sub.topic}\0${sub.key}`)
+      sub.end(remoteErrorOf(error))
+      return
+    }
+    const result = msg.result as Partial<SubscribeResult> | null
+    sub.answered({ epoch: String(result?.epoch ?? ''), offset: Number(result?.offset ?? 0), recovered: result?.recovered === true })
+  }
+
   /** A queued call that gave up before it went out: it never will. */
   #unqueue (id: string): void {
     const queue = this.#queue
@@ -511,7 +750,20 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   #rpc (msg: Record<string, unknown>): void {
     const { id, method } = msg
     if (typeof method !== 'string') {
-      if (typeof id === 'string') this.#pending.get(id)?.resolve(msg)
+      if (typeof id !== 'string') return
+      const subscribing = this.#subscribing.get(id)
+      if (subscribing === undefined) {
+        this.#pending.get(id)?.resolve(msg)
+        return
+      }
+      this.#subscribing.delete(id)
+      this.#subscribed(subscribing.sub, msg)
+      return
+    }
+    if (method === '$/message') {
+      const params = msg.params as { topic?: unknown, key?: unknown, offset?: unknown, data?: unknown } | undefined
+      if (typeof params?.offset !== 'number') return
+      this.#subscriptions.get(`${String(params.topic)}\0${String(params.key)}`)?.deliver(params.offset, params.data)
       return
     }
     if (method === '$/cancelRequest') {
@@ -642,7 +894,9 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       this.attempt = 0
       this.#hiddenRefusals = 0
       this.refusal = undefined
-      // What waited goes first, before anything sent once the state says open.
+      // Subscriptions go first, from their positions, so that nothing queued acts on a key unsubscribed.
+      for (const sub of this.#subscriptions.values()) this.#subscribe(sub)
+      // What waited goes next, before anything sent once the state says open.
       const queue = this.#queue
       this.#queue = []
       this.#queuedBytes = 0
@@ -773,6 +1027,11 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
         if (serving.socket !== socket) continue
         this.#serving.delete(id)
         serving.controller.abort(new Error('The connection closed'))
+      }
+      for (const [id, subscribing] of this.#subscribing) {
+        if (subscribing.socket !== socket) continue
+        this.#subscribing.delete(id)
+        subscribing.sub.lost()
       }
       for (const [id, pending] of this.#pending) {
         if (pending.sentOn === socket) {
@@ -914,8 +1173,15 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     }
     this.#queue = []
     this.#queuedBytes = 0
+    for (const sub of this.#subscriptions.values()) sub.end()
+    this.#subscriptions.clear()
     this.#setState(state)
   }
+}
+
+function remoteErrorOf (error: { code?: unknown, message?: unknown, data?: unknown, name?: unknown }): RemoteError {
+  return new RemoteError(typeof error.code === 'number' ? error.code : -32603, typeof error.message === 'string' ? error.message : 'Remote error',
+    error.data, typeof error.name === 'string' ? error.name : undefined)
 }
 
 /**

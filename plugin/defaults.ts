@@ -11,7 +11,7 @@ const MiB = 1024 * 1024
 
 // The options that have a value by default; the others are off (undefined) unless given.
 type Valued = 'maxMessageSize' | 'pingInterval' | 'pingTimeout' | 'closeTimeout' | 'compression' | 'maxBufferedAmount' |
-  'maxPendingMessages' | 'validateOutbound' | 'heartbeat' | 'maxConcurrentRequests'
+  'maxPendingMessages' | 'validateOutbound' | 'heartbeat' | 'maxConcurrentRequests' | 'maxSubscriptions'
 
 /**
  * The options of a connection once resolved (the plugin's merged with a
@@ -42,6 +42,7 @@ export const connectionDefaults: Readonly<ConnectionOptions> = Object.freeze({
   maxConnections: undefined,
   rateLimit: undefined,
   maxConcurrentRequests: 16,
+  maxSubscriptions: 100,
   requestTimeout: undefined
 } satisfies ConnectionOptions)
 

@@ -44,7 +44,8 @@ const fastifyTypedWebsocket: FastifyPluginCallback<Record<string, unknown>> = fu
     maxCloseTimeout: 0,
     keepalive: new KeepaliveClocks(registry.open),
     connections: new ConnectionCount(options.maxConnections),
-    budget
+    budget,
+    topics
   }
   state.maxCloseTimeout = state.options.closeTimeout
 

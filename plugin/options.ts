@@ -12,7 +12,7 @@ export type HandlerName = typeof handlerNames[number]
 /** A user's hook, called with the Fastify instance as `this`. */
 export type Handler = (this: unknown, ...args: unknown[]) => unknown
 
-const routeOnly = new Set(['inbound', 'outbound', 'binary', 'http', 'requests', 'clientRequests', 'handlers', ...handlerNames])
+const routeOnly = new Set(['inbound', 'outbound', 'binary', 'http', 'requests', 'clientRequests', 'handlers', 'subscriptions', ...handlerNames])
 
 type Input = Record<string, unknown>
 
@@ -72,6 +72,7 @@ function checkOption (where: string, name: string, value: unknown): void {
     case 'maxBufferedAmount':
     case 'maxConnections':
     case 'maxConcurrentRequests':
+    case 'maxSubscriptions':
     case 'requestTimeout':
       checkCount(where, name, value, 1)
       return
@@ -110,6 +111,7 @@ function checkOption (where: string, name: string, value: unknown): void {
     case 'requests':
     case 'clientRequests':
     case 'handlers':
+    case 'subscriptions':
       if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(where, `${name} must be an object keyed by method name`)
       return
     default:
@@ -203,6 +205,8 @@ export interface RouteSettings {
   requests: Record<string, unknown> | undefined
   requestHandlers: Record<string, unknown> | undefined
   clientRequests: Record<string, unknown> | undefined
+  /** Topics the client may subscribe to (`$/subscribe`), by name. */
+  subscriptions: Record<string, unknown> | undefined
 }
 
 const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
@@ -211,7 +215,7 @@ const knownRouteOptions = new Set([...knownPluginOptions, ...routeOnly])
 export function resolveRouteOptions (base: ConnectionOptions, input: unknown, url: string): RouteSettings {
   const where = `Route "${url}"`
   if (input === true) {
-    return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {}, requests: undefined, requestHandlers: undefined, clientRequests: undefined }
+    return { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {}, requests: undefined, requestHandlers: undefined, clientRequests: undefined, subscriptions: undefined }
   }
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     fail(where, 'the websocket option must be true or an object')
@@ -231,6 +235,7 @@ export function resolveRouteOptions (base: ConnectionOptions, input: unknown, ur
     handlers,
     requests: route.requests as Record<string, unknown> | undefined,
     requestHandlers: route.handlers as Record<string, unknown> | undefined,
-    clientRequests: route.clientRequests as Record<string, unknown> | undefined
+    clientRequests: route.clientRequests as Record<string, unknown> | undefined,
+    subscriptions: route.subscriptions as Record<string, unknown> | undefined
   }
 }

@@ -6,6 +6,8 @@ import { tracingChannel } from 'node:diagnostics_channel'
 import type { FastifyBaseLogger } from 'fastify'
 import { FST_WS_INVALID_OUTBOUND, FST_WS_INVALID_RESULT, FST_WS_REQUEST_ABORTED, FST_WS_REQUEST_TIMEOUT, FST_WS_UNKNOWN_METHOD, WebSocketClosedError } from './errors'
 import type { ClientMethod, ServerMethod } from './request-methods'
+import { SubscriptionRefusal, type Subscriptions } from './subscriptions'
+import type { WebSocketConnection } from './connection'
 
 /** The standard error codes of JSON-RPC 2.0, and LSP's for a cancelled request. */
 export const RpcCode = Object.freeze({
@@ -152,6 +154,8 @@ export interface EngineSettings {
   maxPendingBytes: number
   requestTimeout: number | undefined
   instance: unknown
+  /** The route's `subscriptions`: `$/subscribe`, `$/unsubscribe` and `$/presence`. */
+  subscriptions?: Subscriptions | undefined
 }
 
 const JSONRPC = Buffer.from('"jsonrpc"')
@@ -308,6 +312,11 @@ export class RequestEngine {
       if (hasId) this.#send(socket, `{"jsonrpc":"2.0","id":${idText(id as string | number)},"result":null}`)
       return Taken.Yes
     }
+    const subscriptions = this.#settings.subscriptions
+    if (hasId && subscriptions !== undefined && (method === '$/subscribe' || method === '$/unsubscribe' || method === '$/presence')) {
+      this.#subscription(socket, subscriptions, method, id as string | number, params)
+      return Taken.Yes
+    }
     // A notification is never answered (JSON-RPC 2.0 §4.1); only $/cancelRequest means something here.
     if (!hasId) {
       socket.log.debug({ method }, 'websocket notification ignored')
@@ -425,6 +434,21 @@ export class RequestEngine {
     }
     if (json === undefined) return errorAnswer(request.id, RpcCode.InternalError, 'Internal error')
     return `{"jsonrpc":"2.0","id":${idText(request.id)},"result":${json}}`
+  }
+
+  /** A reserved subscription method: answered with its result, or its refusal; the socket stays open. */
+  #subscription (socket: RequestSocket, subscriptions: Subscriptions, method: string, id: string | number, params: unknown): void {
+    subscriptions.call(socket as unknown as WebSocketConnection, method, params).then(
+      (json) => this.#send(socket, `{"jsonrpc":"2.0","id":${idText(id)},"result":${json}}`),
+      (err: unknown) => {
+        if (err instanceof SubscriptionRefusal) {
+          this.#send(socket, errorAnswer(id, err.code, err.message, undefined, err.errorName))
+          return
+        }
+        if (!socket.isOpen) return
+        socket.log.error({ err, method, params }, 'websocket subscription failed')
+        this.#send(socket, errorAnswer(id, RpcCode.InternalError, 'Internal error'))
+      })
   }
 
   #invalidResult (socket: RequestSocket, request: InboundRequest, problem: string): void {

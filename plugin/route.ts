@@ -19,6 +19,8 @@ import { markTaken } from './plugin-order'
 import { routeOutbound, type RouteOutbound } from './outbound-fit'
 import { compileMethods } from './request-methods'
 import { RequestEngine } from './requests'
+import { Subscriptions } from './subscriptions'
+import type { TopicNode } from './topics'
 
 /** What the plugin shares between its hooks. */
 export interface PluginState {
@@ -36,6 +38,8 @@ export interface PluginState {
   connections: ConnectionCount
   /** Bytes queued to slow readers on every route, for maxBufferedTotal. */
   budget: SendBudget
+  /** The app's topics: what a route's `subscriptions` may name. */
+  topics: TopicNode
 }
 
 /** Open connections, counted from the 101 to ws's 'close' (emitted exactly once). */
@@ -179,7 +183,10 @@ export function compileRoutes (state: PluginState): void {
       ajv
     })
     let requests: RequestEngine | undefined
-    if (settings.requests !== undefined || settings.clientRequests !== undefined || settings.requestHandlers !== undefined) {
+    const subscriptions = settings.subscriptions === undefined
+      ? undefined
+      : new Subscriptions(route.url, settings.subscriptions, state.topics, options.maxSubscriptions, route.instance)
+    if (settings.requests !== undefined || settings.clientRequests !== undefined || settings.requestHandlers !== undefined || subscriptions !== undefined) {
       const methods = compileMethods({
         url: route.url,
         requests: settings.requests,
@@ -195,7 +202,8 @@ export function compileRoutes (state: PluginState): void {
         maxConcurrentRequests: options.maxConcurrentRequests,
         maxPendingBytes: options.maxPendingBytes ?? options.maxMessageSize,
         requestTimeout: options.requestTimeout,
-        instance: route.instance
+        instance: route.instance,
+        subscriptions
       })
     }
     const wss = new WebSocketServer({

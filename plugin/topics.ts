@@ -33,7 +33,13 @@ export interface TopicDescription {
 }
 
 /** A message on its way to a socket: its offset, text and the frame built once for all. */
-interface Delivery { offset: number, data: string, frame: Buffer }
+interface Delivery {
+  offset: number
+  data: string
+  frame: Buffer
+  // The `$/message` envelope of the client subscribers, built once on first use.
+  envelope?: { data: string, frame: Buffer } | undefined
+}
 
 // A subscriber that is replaying history: live messages wait here until it is done.
 type Backlog = Delivery[]
@@ -51,9 +57,32 @@ class KeyState {
   exceptions: Exception[] | undefined = undefined
   // Sockets that already hold the messages up to an offset this node has not received yet.
   holding: Map<WebSocketConnection, number> | undefined = undefined
+  // Sockets subscribed by the client (`$/subscribe`): they get the `$/message` envelope.
+  clients: Set<WebSocketConnection> | undefined = undefined
+  // The envelope's text up to its offset: `{"jsonrpc":"2.0","method":"$/message","params":{"topic":…,"key":…,"offset":`
+  readonly head: string
   ready: Promise<void>
-  constructor (ready: (state: KeyState) => Promise<void>) {
+  constructor (topic: string, key: string, ready: (state: KeyState) => Promise<void>) {
+    this.head = `{"jsonrpc":"2.0","method":"$/message","params":{"topic":${JSON.stringify(topic)},"key":${JSON.stringify(key)},"offset":`
     this.ready = ready(this)
+  }
+}
+
+/** The `$/message` text of one message of a key. */
+function envelopeText (state: KeyState, offset: number, data: string): string {
+  return `${state.head}${offset},"data":${data}}}`
+}
+
+/** Writes a delivery to one socket: the topic frame, or the envelope to a client subscriber. */
+function write (state: KeyState, socket: WebSocketConnection, d: Delivery): void {
+  if (state.clients?.has(socket) === true) {
+    if (d.envelope === undefined) {
+      const data = envelopeText(state, d.offset, d.data)
+      d.envelope = { data, frame: buildFrame(data) }
+    }
+    socket.sendFrame(d.envelope.frame, d.envelope.data)
+  } else {
+    socket.sendFrame(d.frame, d.data)
   }
 }
 
@@ -195,7 +224,11 @@ export class Topic {
     }
   }
 
-  async subscribe (socket: WebSocketConnection, key: string, options?: { since?: number, presence?: unknown }): Promise<{ offset: number, recovered: boolean }> {
+  /**
+   * `client`: subscribed by the client's `$/subscribe`, it gets `$/message` envelopes
+   * (the route's outbound need not hold the topic's messages).
+   */
+  async subscribe (socket: WebSocketConnection, key: string, options?: { since?: number, presence?: unknown }, client = false): Promise<{ offset: number, recovered: boolean }> {
     const bad = keyError(this.name, key)
     if (bad !== undefined) throw bad
     const since = options?.since
@@ -212,14 +245,14 @@ export class Topic {
       presence = JSON.stringify(options.presence)
     }
     if (socket.raw.readyState !== WebSocket.OPEN) throw new WebSocketClosedError('CLOSED')
-    this.#checkOutbound(socket)
+    if (!client) this.#checkOutbound(socket)
     const broker = this.#node.broker(this.name, 'subscribe')
     const member = this.#node.member(socket)
     let state = this.#keys.get(key)
     const existing = state?.sockets.has(socket) === true || state?.joining.has(socket) === true
     if (state === undefined) {
       const leaving = this.#leaving.get(key)
-      state = new KeyState(async (s) => {
+      state = new KeyState(this.name, key, async (s) => {
         if (leaving !== undefined) await leaving
         const offset = await broker.subscribe(this.settings, key)
         s.offset = offset
@@ -234,6 +267,7 @@ export class Topic {
       state.joining.add(socket)
       member.keys.add([this, key])
     }
+    if (client) (state.clients ??= new Set()).add(socket)
     let joined = false
     try {
       await state.ready
@@ -248,6 +282,7 @@ export class Topic {
       // A join that got no answer in time may still be run by the broker: take it back.
       if (joined && !existing) broker.leave(this.settings, key, member.id).catch(() => {})
       state.joining.delete(socket)
+      if (!existing) state.clients?.delete(socket)
       this.#release(key, state)
       throw err
     }
@@ -274,14 +309,17 @@ export class Topic {
       const entries = await broker.history(this.settings, key, { since, limit: offset - since })
       recovered = entries.length === offset - since && entries.every((e, i) => e.offset === since + 1 + i)
       if (recovered && state.sockets.get(socket) === backlog) {
-        for (const e of entries) socket.sendFrame(buildFrame(e.data), e.data)
+        for (const e of entries) {
+          const data = client ? envelopeText(state, e.offset, e.data) : e.data
+          socket.sendFrame(buildFrame(data), data)
+        }
       }
     } catch (err) {
       socket.log.warn({ err, topic: this.name, key }, 'topic history unavailable; subscribed without recovery')
     }
     if (state.sockets.get(socket) === backlog) {
       state.sockets.set(socket, null)
-      for (const d of backlog) socket.sendFrame(d.frame, d.data)
+      for (const d of backlog) write(state, socket, d)
     }
     return { offset, recovered }
   }
@@ -327,7 +365,7 @@ export class Topic {
     const recovered = since <= latest
     if (state.sockets.get(socket) === backlog) {
       state.sockets.set(socket, null)
-      for (const d of backlog) if (!recovered || d.offset > since) socket.sendFrame(d.frame, d.data)
+      for (const d of backlog) if (!recovered || d.offset > since) write(state, socket, d)
       if (recovered && state.offset < since) (state.holding ??= new Map()).set(socket, since)
     }
     return recovered ? { offset: since, recovered } : { offset: state.offset, recovered }
@@ -354,7 +392,7 @@ export class Topic {
         if (holding.size === 0) state.holding = undefined
       }
       delivery ??= { offset: entry.offset, data: entry.data, frame: buildFrame(entry.data) }
-      if (backlog === null) socket.sendFrame(delivery.frame, delivery.data)
+      if (backlog === null) write(state, socket, delivery)
       else backlog.push(delivery)
     }
   }
@@ -376,6 +414,7 @@ export class Topic {
     }
     const was = state.sockets.delete(socket) || state.joining.delete(socket)
     state.holding?.delete(socket)
+    state.clients?.delete(socket)
     const broker = this.#node.broker(this.name, 'unsubscribe')
     const left = this.#release(key, state)
     if (was && member !== undefined && this.#validatePresence !== undefined) {

@@ -22,6 +22,7 @@ const contractDefaults = {
   maxConnections: undefined,
   rateLimit: undefined,
   maxConcurrentRequests: 16,
+  maxSubscriptions: 100,
   requestTimeout: undefined
 }
 
@@ -85,6 +86,7 @@ t.test('every option is accepted with a valid value', async (t) => {
     maxConnections: 1,
     rateLimit: { messages: 1, interval: 1, action: 'close' },
     maxConcurrentRequests: 2,
+    maxSubscriptions: 4,
     requestTimeout: 3
   })
   t.strictSame(resolved, {
@@ -104,6 +106,7 @@ t.test('every option is accepted with a valid value', async (t) => {
     maxConnections: 1,
     rateLimit: { messages: 1, bytes: undefined, interval: 1, action: 'close' },
     maxConcurrentRequests: 2,
+    maxSubscriptions: 4,
     requestTimeout: 3
   })
   t.equal(resolvePluginOptions({ checkOrigin: true }).checkOrigin, true)
@@ -265,7 +268,7 @@ t.test('unknown options', async (t) => {
 t.test('the websocket route option: true or an object', async (t) => {
   const base = resolvePluginOptions({ maxMessageSize: 77 })
   const pushOnly = resolveRouteOptions(base, true, '/push')
-  t.strictSame(pushOnly, { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {}, requests: undefined, requestHandlers: undefined, clientRequests: undefined })
+  t.strictSame(pushOnly, { options: base, inbound: undefined, outbound: undefined, binary: false, handlers: {}, requests: undefined, requestHandlers: undefined, clientRequests: undefined, subscriptions: undefined })
   for (const value of ['yes', 1, null, [], [{}], false]) {
     t.throws(() => resolveRouteOptions(base, value, '/bad'),
       invalidOption('Route "/bad"', /^Route "\/bad": the websocket option must be true or an object$/), JSON.stringify(value))

@@ -333,6 +333,8 @@ declare namespace fastifyTypedWebsocket {
     maxConcurrentRequests?: number | undefined
     /** Milliseconds a request handler may take: then its signal aborts and the request is answered -32800. Default: no limit. */
     requestTimeout?: number | undefined
+    /** Keys a connection may subscribe to with `$/subscribe` (client subscriptions) at once; beyond it the call is refused -32602. Default 100. */
+    maxSubscriptions?: number | undefined
   }
 
   export interface FastifyTypedWebsocketOptions extends WebSocketOptions {
@@ -408,6 +410,23 @@ declare namespace fastifyTypedWebsocket {
     presence (key: string): Promise<Presence[]>
   }
 
+  /**
+   * One entry of a route's `subscriptions`: a topic the client may subscribe to with
+   * `client.subscribe(name, key)`, who may, and what the subscriber shows in `presence()`.
+   */
+  export interface SubscriptionEntry<Request = FastifyRequest, Message = unknown, OffsetField extends string = string, Presence = unknown, Name extends string = string> {
+    topic: Topic<Message, OffsetField, Presence, Name>
+    /** Whether the socket may subscribe to `key`; `false` refuses with the app error `forbidden`. Default: any key. */
+    authorize?: ((this: FastifyInstance, socket: TypedWebSocket<unknown, Request>, key: string) => boolean | Promise<boolean>) | undefined
+    /** What the subscriber shows in `presence()` (the topic's presence schema). */
+    presence?: ((this: FastifyInstance, socket: TypedWebSocket<unknown, Request>) => Presence | Promise<Presence>) | undefined
+  }
+
+  /** A route's `subscriptions`: each entry's name is its topic's name. */
+  export type SubscriptionEntries<Request = FastifyRequest> = {
+    [Name in string]: SubscriptionEntry<Request, unknown, string, unknown, Name>
+  }
+
   /** A route's `websocket` object: its options, and a handler for each of its `requests`. */
   export type WebSocketRoute<
     Inbound extends MessageSchema | undefined = undefined,
@@ -439,6 +458,11 @@ declare namespace fastifyTypedWebsocket {
     requests?: Requests | undefined
     /** JSON-RPC 2.0 methods the server may call on the client with `socket.call()`. */
     clientRequests?: ClientRequests | undefined
+    /**
+     * Topics the client may subscribe to (`client.subscribe(name, key)`), by topic name.
+     * @example subscriptions: { rooms: { topic: rooms, authorize: (socket, key) => key !== 'staff' } }
+     */
+    subscriptions?: SubscriptionEntries<Request> | undefined
     /** Schema of every text message (JSON); a message that fails it never reaches `message`. */
     inbound?: Inbound | undefined
     /** Schema of the objects `socket.send()` takes; compiled into a serializer. */

@@ -2,6 +2,7 @@ import { CloseCode, CloseReason } from '../close-codes'
 import { resolveRouteOptions, type ConnectionOptions } from '../options'
 import { componentKey, SchemaConverter, type Json, type JsonObject } from './schema'
 import { describeMethods } from './requests'
+import { describeSubscriptions } from './subscriptions'
 
 /** A websocket route as `onRoute` saw it. */
 export interface DescribedRoute {
@@ -107,7 +108,7 @@ function closeCodes (options: ReturnType<typeof resolveRouteOptions>, topics: bo
   codes.push({ code: CloseCode.GoingAway, reason: CloseReason.ShuttingDown, when: 'the server is closing' })
   codes.push({ code: CloseCode.ProtocolError, when: 'a frame that breaks RFC 6455; the reason names the fault' })
   // (Text on a route with requests is JSON-RPC, answered even when it is not a request.)
-  const rpc = options.requests !== undefined || options.clientRequests !== undefined
+  const rpc = options.requests !== undefined || options.clientRequests !== undefined || options.subscriptions !== undefined
   if (!accepts) codes.push({ code: CloseCode.UnsupportedData, reason: CloseReason.NoMessages, when: rpc ? 'a binary message' : 'any data message' })
   else if (options.inbound !== undefined && !options.binary) codes.push({ code: CloseCode.UnsupportedData, reason: CloseReason.NoBinary, when: 'a binary message' })
   codes.push({
@@ -204,6 +205,8 @@ export function buildDocument (input: DocumentInput): JsonObject {
     }
     operations[`${id}.send`] = { action: 'send', channel: { $ref: channelRef }, summary: `Messages the server sends on ${address}`, messages: sent }
     describeMethods(settings, channelRef, id, add, convert, operations)
+    const subscribable = describeSubscriptions(settings.subscriptions, channelRef, id, add, convert, operations)
+    if (subscribable.length > 0) channel['x-subscriptions'] = subscribable
   }
 
   for (const topic of topics) {
