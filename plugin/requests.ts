@@ -463,8 +463,17 @@ export class RequestEngine {
       const data = err.data
       const problem = declared === undefined ? `"${err.name}" is not an error of ${method.name}` : data === undefined ? undefined : declared.check?.(data)
       if (declared !== undefined && problem === undefined) {
+        let json: string | undefined
+        try {
+          json = data === undefined ? undefined : JSON.stringify(data)
+        } catch (cause) {
+          // A BigInt or a cycle in the data: the client gets -32603, the app's error is logged.
+          request.outcome = 'error'
+          socket.log.error({ err: new FST_WS_INVALID_OUTBOUND(`data of app error ${err.name}: ${(cause as Error).message}`), method: request.method, id: request.id }, 'websocket request failed')
+          return errorAnswer(request.id, RpcCode.InternalError, 'Internal error')
+        }
         request.outcome = 'app-error'
-        return errorAnswer(request.id, declared.code, err.message, data === undefined ? undefined : JSON.stringify(data), err.name)
+        return errorAnswer(request.id, declared.code, err.message, json, err.name)
       }
       request.outcome = 'error'
       socket.log.error({ err: new FST_WS_INVALID_OUTBOUND(`app error ${problem as string}`), method: request.method, id: request.id }, 'websocket request failed')
@@ -532,12 +541,19 @@ export class RequestEngine {
     if (problem !== undefined) return Promise.reject(new FST_WS_INVALID_OUTBOUND(`params of ${name}: ${problem}`))
     const signal = options?.signal
     if (signal?.aborted === true) return Promise.reject(new FST_WS_REQUEST_ABORTED(name, { cause: signal.reason }))
+    let json: string | undefined
+    try {
+      json = params === undefined ? undefined : JSON.stringify(params)
+    } catch (err) {
+      // A BigInt or a cycle in the params: nothing is sent, the call rejects.
+      return Promise.reject(new FST_WS_INVALID_OUTBOUND(`params of ${name}: ${(err as Error).message}`))
+    }
     const session = this.#session(socket)
     const id = ++session.nextId
     const timeout = options?.timeout ?? this.#settings.requestTimeout ?? DEFAULT_CALL_TIMEOUT
-    const text = params === undefined
+    const text = json === undefined
       ? `{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(name)}}`
-      : `{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(name)},"params":${JSON.stringify(params)}}`
+      : `{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(name)},"params":${json}}`
     return new Promise((resolve, reject) => {
       const giveUp = (err: Error): void => {
         this.#forget(socket, id, call)

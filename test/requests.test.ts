@@ -595,3 +595,55 @@ t.test('requests count for rateLimit like any message', async (t) => {
   t.same(await closed(ws), { code: 1008, reason: 'rate limit exceeded' }, 'the third is over the limit')
   t.same(peer.received, [], 'and was not answered')
 })
+
+t.test('a BigInt or a cycle in app error data answers -32603, logged, and the server and the connection live', async (t) => {
+  const cycle: Record<string, unknown> = {}
+  cycle.self = cycle
+  const server = await startServer(t, (app) => {
+    app.get('/rpc', {
+      websocket: {
+        requests: { sync: { errors: { odd: Type.Unknown() } }, async: { errors: { odd: Type.Unknown() } }, ok: {} },
+        handlers: {
+          sync (socket) { throw socket.requestError('odd', { id: 1n }) },
+          async async (socket) {
+            await sleep(1)
+            throw socket.requestError('odd', cycle)
+          },
+          ok: () => 'still here'
+        }
+      }
+    }, () => {})
+  })
+  const ws = await connect(server.url('/rpc'))
+  const peer = new RawPeer(ws)
+  t.same(await peer.ask(1, 'sync'), { jsonrpc: '2.0', id: 1, error: { code: -32603, message: 'Internal error' } }, 'a BigInt from a sync handler')
+  t.match(server.logs.find(line => line.id === 1 && line.level === 50), { method: 'sync', err: { code: 'FST_WS_INVALID_OUTBOUND', message: /data of app error odd: .*BigInt/ } })
+  t.same(await peer.ask(2, 'async'), { jsonrpc: '2.0', id: 2, error: { code: -32603, message: 'Internal error' } }, 'a cycle from an async handler')
+  t.match(server.logs.find(line => line.id === 2 && line.level === 50), { method: 'async', err: { code: 'FST_WS_INVALID_OUTBOUND', message: /data of app error odd: .*circular/ } })
+  t.same(await peer.ask(3, 'ok'), { jsonrpc: '2.0', id: 3, result: 'still here' }, 'the connection serves on')
+  ws.close()
+  await closed(ws)
+})
+
+t.test('socket.call() with a BigInt or a cycle in its params rejects with a coded error and sends nothing', async (t) => {
+  const opened = deferred<TypedWebSocket<unknown, unknown, { echo: { params: unknown, result: unknown } }>>()
+  const server = await startServer(t, (app) => {
+    app.get('/rpc', {
+      websocket: { clientRequests: { echo: { params: Type.Unknown() } } }
+    }, (socket) => { opened.resolve(socket as never) })
+  })
+  const ws = await connect(server.url('/rpc'))
+  const peer = new RawPeer(ws)
+  const socket = await opened.promise
+  const cycle: Record<string, unknown> = {}
+  cycle.self = cycle
+  await t.rejects(socket.call('echo', { id: 1n }), { code: 'FST_WS_INVALID_OUTBOUND', message: /params of echo: .*BigInt/ })
+  await t.rejects(socket.call('echo', cycle), { code: 'FST_WS_INVALID_OUTBOUND', message: /params of echo: .*circular/ })
+  const answered = socket.call('echo', { fine: true })
+  const request = await peer.wait(msg => msg.method === 'echo')
+  t.same(request, { jsonrpc: '2.0', id: 1, method: 'echo', params: { fine: true } }, 'the first request the client sees is the good call, and the refused ones took no id')
+  peer.send({ jsonrpc: '2.0', id: request.id, result: 'ok' })
+  t.equal(await answered, 'ok')
+  ws.close()
+  await closed(ws)
+})
