@@ -133,7 +133,7 @@ export class Subscription<M> implements AsyncIterable<M> {
     }
   }
 
-  /** @internal The subscribe goes out (again): deliveries wait for its answer. */
+  /** @internal The subscribe goes out (again), or its connection went away first: deliveries wait for its answer. */
   sending (): void {
     this.#early = []
   }
@@ -179,11 +179,6 @@ export class Subscription<M> implements AsyncIterable<M> {
     if (result.offset > position.offset && result.recovered) position.offset = result.offset
   }
 
-  /** @internal The connection went away before the answer came: it is asked again on the next. */
-  lost (): void {
-    if (this.#early !== undefined) this.#early = []
-  }
-
   /** @internal Refused, unsubscribed or the client closed: nothing more. */
   end (err?: Error): void {
     if (!this.active) return
@@ -195,7 +190,7 @@ export class Subscription<M> implements AsyncIterable<M> {
       settle?.reject(err)
       for (const fn of [...this.#listeners.error]) fn(err)
     } else {
-      settle?.reject(new ConnectionClosedError('the subscription ended before the server answered'))
+      settle?.reject(new ConnectionClosedError('unsubscribed or closed'))
     }
     for (const iterator of this.#iterators) iterator.wake?.()
   }
@@ -513,9 +508,8 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       }
     },
     presence: (sub) => this.#answerTo(`${this.#callPrefix}${++this.#callSeq}`, '', this.#options.requestTimeout ?? 10_000, undefined,
-      { timedOut: `no answer to the presence of ${sub.topic} "${sub.key}"`, aborted: '' }, (answer) => {
-        const error = answer.error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
-        if (error !== undefined && error !== null && typeof error === 'object') throw remoteErrorOf(error)
+      { timedOut: 'no answer to $/presence', aborted: '' }, (answer) => {
+        if (isError(answer.error)) throw remoteErrorOf(answer.error)
         return answer.result as unknown[]
       }, undefined, { jsonrpc: '2.0', method: '$/presence', params: { topic: sub.topic, key: sub.key } })
   }
@@ -604,8 +598,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
     const timeout = options.timeout ?? this.#options.requestTimeout ?? 10_000
     return this.#answerTo(id, text, timeout, signal, { timedOut: `no answer to ${method} within ${timeout} ms`, aborted: `call of ${method} aborted` },
       (answer) => {
-        const error = answer.error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
-        if (error !== undefined && error !== null && typeof error === 'object') throw remoteErrorOf(error)
+        if (isError(answer.error)) throw remoteErrorOf(answer.error)
         const problem = this.#rpcChecks.get(`requests.${method}`)?.(answer.result)
         if (problem !== undefined) throw new InvalidServerMessageError(`the result of ${method} does not match its schema: ${problem}`, JSON.stringify(answer))
         return answer.result as ResultOf<RequestsOf<C>[M]>
@@ -703,7 +696,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       throw new ConnectionClosedError(`the client is ${this.state}`, this.closeCode, this.closeReason)
     }
     const name = `${topic}\0${key}`
-    if (this.#subscriptions.has(name)) throw new TypeError(`already subscribed to ${topic} ${JSON.stringify(key)}: unsubscribe() it first`)
+    if (this.#subscriptions.has(name)) throw new TypeError(`already subscribed to ${topic} ${key}`)
     const sub = new Subscription<unknown>(this.#link, topic, key)
     this.#subscriptions.set(name, sub)
     const socket = this.#socket
@@ -725,10 +718,9 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   /** The answer to a `$/subscribe`. */
   #subscribed (sub: Subscription<unknown>, msg: Record<string, unknown>): void {
     if (!sub.active) return
-    const error = msg.error as { code?: unknown, message?: unknown, data?: unknown, name?: unknown } | null | undefined
-    if (error !== undefined && error !== null && typeof error === 'object') {
+    if (isError(msg.error)) {
       this.#subscriptions.delete(`${sub.topic}\0${sub.key}`)
-      sub.end(remoteErrorOf(error))
+      sub.end(remoteErrorOf(msg.error))
       return
     }
     const result = msg.result as Partial<SubscribeResult> | null
@@ -1031,7 +1023,7 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
       for (const [id, subscribing] of this.#subscribing) {
         if (subscribing.socket !== socket) continue
         this.#subscribing.delete(id)
-        subscribing.sub.lost()
+        subscribing.sub.sending()
       }
       for (const [id, pending] of this.#pending) {
         if (pending.sentOn === socket) {
@@ -1179,7 +1171,13 @@ export class Client<C extends Contract = Contract, Tag extends string = 'type'> 
   }
 }
 
-function remoteErrorOf (error: { code?: unknown, message?: unknown, data?: unknown, name?: unknown }): RemoteError {
+interface ErrorMember { code?: unknown, message?: unknown, data?: unknown, name?: unknown }
+
+function isError (error: unknown): error is ErrorMember {
+  return error !== null && typeof error === 'object'
+}
+
+function remoteErrorOf (error: ErrorMember): RemoteError {
   return new RemoteError(typeof error.code === 'number' ? error.code : -32603, typeof error.message === 'string' ? error.message : 'Remote error',
     error.data, typeof error.name === 'string' ? error.name : undefined)
 }
