@@ -17,7 +17,7 @@ t.test('the ES module imports nothing but TypeBox, on demand', async (t) => {
   t.match(code, /export\s*\{[^}]*\bconnect\b/, 'exports connect')
 })
 
-t.test('minified and gzipped it stays under 6 KB', async (t) => {
+t.test('minified and gzipped it stays under 7 KB (subscriptions included)', async (t) => {
   const { outputFiles } = buildSync({
     entryPoints: [join(__dirname, '..', 'client', 'index.ts')],
     bundle: true,
@@ -29,7 +29,7 @@ t.test('minified and gzipped it stays under 6 KB', async (t) => {
   })
   const size = gzipSync(outputFiles[0].contents, { level: 9 }).length
   t.comment(`client: ${outputFiles[0].contents.length} bytes minified, ${size} bytes gzipped`)
-  t.ok(size <= 6 * 1024, `${size} bytes`)
+  t.ok(size <= 7 * 1024, `${size} bytes`)
 })
 
 t.test('import and require give the same API', async (t) => {
