@@ -66,6 +66,11 @@ class KeyState {
     this.head = `{"jsonrpc":"2.0","method":"$/message","params":{"topic":${JSON.stringify(topic)},"key":${JSON.stringify(key)},"offset":`
     this.ready = ready(this)
   }
+
+  /** Subscribed, or still joining: not unsubscribed or closed meanwhile. */
+  holds (socket: WebSocketConnection): boolean {
+    return this.sockets.has(socket) || this.joining.has(socket)
+  }
 }
 
 /** The `$/message` text of one message of a key. */
@@ -272,11 +277,11 @@ export class Topic {
     try {
       await state.ready
       // Closed or unsubscribed while the broker answered: join no one.
-      if (presence !== undefined && state.joining.has(socket)) {
+      if (presence !== undefined && state.holds(socket)) {
         joined = true
         await broker.join(this.settings, key, member.id, presence)
         // ...or while it joined: take the member back, or it outlives the socket.
-        if (!state.joining.has(socket) && !existing) await broker.leave(this.settings, key, member.id)
+        if (!state.holds(socket)) await broker.leave(this.settings, key, member.id)
       }
     } catch (err) {
       // A join that got no answer in time may still be run by the broker: take it back.

@@ -45,7 +45,7 @@ t.test('await socket.call() in an async message hook gets its answer (not queued
         clientRequests: { confirm },
         requestTimeout: 3000,
         async message (socket, msg) {
-          socket.send({ type: 'told', yes: await socket.call('confirm', { question: msg.question }) })
+          socket.send({ type: 'told', yes: await socket.call('confirm', { question: msg.question }).catch(() => false) })
         }
       }
     }, () => {})
@@ -56,7 +56,8 @@ t.test('await socket.call() in an async message hook gets its answer (not queued
   for (const question of ['a', 'b']) {
     const call = await peer.wait(isCall)
     t.same(call.params, { question }, `the hook of "${question}" calls the client, in message order`)
-    peer.send({ jsonrpc: '2.0', id: call.id, result: question === 'a' })
+    // "a" is answered with a result, "b" with an error: both reach the waiting hook.
+    peer.send(question === 'a' ? { jsonrpc: '2.0', id: call.id, result: true } : { jsonrpc: '2.0', id: call.id, error: { code: 1, message: 'no' } })
     t.same(await peer.wait(msg => msg.type === 'told'), { type: 'told', yes: question === 'a' }, 'the hook had its answer')
   }
 })
